@@ -1,0 +1,124 @@
+import type { FastifyInstance } from 'fastify';
+import { type Config } from './config/schema.ts';
+import { parseAddr, resolveDataPath } from './config/load.ts';
+import { createDatabase, type DatabaseHandle } from './platform/db/database.ts';
+import { createHttpServer } from './platform/http/server.ts';
+import { Metrics } from './platform/http/metrics.ts';
+import { PeriodicTask } from './platform/jobs/periodic.ts';
+import { FilesystemBlobStore } from './platform/storage/filesystem.ts';
+import { BlobService } from './registry/blobs.ts';
+import { ListingService } from './registry/listings.ts';
+import { ManifestService } from './registry/manifests.ts';
+import { registryRoutes } from './registry/routes.ts';
+import { RegistryStore } from './registry/store.ts';
+import { UploadService } from './registry/uploads.ts';
+
+export interface AppOptions {
+  /** Where JSON logs go; stdout when absent. */
+  logStream?: NodeJS.WritableStream;
+  /** Collect process-wide default metrics (off in tests that build many apps in one process). */
+  processMetrics?: boolean;
+}
+
+export interface App {
+  readonly config: Config;
+  readonly http: FastifyInstance;
+  readonly database: DatabaseHandle;
+  readonly uploads: UploadService;
+  /** Listens on config.server.addr; resolves to the base URL (with the real port when 0 was asked). */
+  start(): Promise<string>;
+  /** Graceful stop: refuse new requests, finish those in flight, stop background work, close the DB. */
+  stop(): Promise<void>;
+}
+
+/** The composition root: config → platform → capabilities → HTTP server. */
+export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
+  const database = createDatabase({
+    url: config.database.url,
+    sqliteFile: resolveDataPath(config, 'berth.db'),
+    poolSize: config.database.poolSize,
+  });
+  await database.migrate();
+
+  const blobStore = new FilesystemBlobStore(config.storage.filesystemRoot || resolveDataPath(config, 'storage'));
+  await blobStore.init();
+
+  const metrics = new Metrics({ collectProcessMetrics: options.processMetrics ?? true });
+  const http = createHttpServer({
+    logLevel: config.log.level,
+    maxHeaderBytes: config.server.maxHeaderBytes,
+    metrics,
+    ...(options.logStream ? { logStream: options.logStream } : {}),
+  });
+
+  const store = new RegistryStore(database.db);
+  const uploads = new UploadService({
+    store,
+    blobs: blobStore,
+    metrics,
+    limits: { maxBlobBytes: config.uploads.maxBlobBytes, expireAfterMs: config.uploads.expireAfterSeconds * 1000 },
+  });
+  const registry = {
+    blobs: new BlobService({ store, blobs: blobStore }),
+    uploads,
+    manifests: new ManifestService({
+      store,
+      limits: { maxBytes: config.registry.manifestMaxBytes, validateReferences: config.registry.validateReferences },
+    }),
+    listings: new ListingService({
+      store,
+      limits: { tagsPageMax: config.registry.tagsPageMax, catalogPageMax: config.registry.catalogPageMax, referrersPageMax: config.registry.referrersPageMax },
+    }),
+    metrics,
+  };
+  await http.register(async (scope) => registryRoutes(scope, registry));
+
+  http.get('/api/v2.0/health', async (_request, reply) => {
+    const started = performance.now();
+    let database: 'healthy' | 'unhealthy' = 'healthy';
+    try {
+      await store.findRepositoryId('');
+    } catch {
+      database = 'unhealthy';
+    }
+    const status = database === 'healthy' ? 'healthy' : 'unhealthy';
+    return reply.code(status === 'healthy' ? 200 : 503).send({
+      status,
+      components: [{ name: 'database', status: database, latency_ms: Math.round((performance.now() - started) * 100) / 100 }],
+    });
+  });
+
+  if (config.metrics.enabled) {
+    http.get('/metrics', async (_request, reply) => {
+      return reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics());
+    });
+  }
+
+  const purge = new PeriodicTask('purge-expired-uploads', config.uploads.purgeIntervalSeconds * 1000, () => uploads.purgeExpired(), http.log);
+
+  return {
+    config,
+    http,
+    database,
+    uploads,
+    async start() {
+      const { host, port } = parseAddr(config.server.addr);
+      await http.listen({ host, port });
+      purge.start();
+      const address = http.server.address();
+      const realPort = typeof address === 'object' && address ? address.port : port;
+      const shownHost = host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host;
+      return `http://${shownHost}:${realPort}`;
+    },
+    async stop() {
+      await purge.stop();
+      const timeout = setTimeout(() => http.server.closeAllConnections(), config.server.shutdownTimeoutSeconds * 1000);
+      try {
+        await http.close();
+      } finally {
+        clearTimeout(timeout);
+        await database.close();
+      }
+    },
+  };
+}

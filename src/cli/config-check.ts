@@ -1,0 +1,14 @@
+import { loadConfig } from '../config/load.ts';
+import type { CliFlags } from './flags.ts';
+
+/** `berth config-check FILE`: validates a config file (with the BERTH_* environment) and names a bad key. */
+export async function configCheck(flags: CliFlags): Promise<number> {
+  const file = flags.positionals[0] ?? flags.config;
+  if (!file) {
+    console.error('usage: berth config-check FILE');
+    return 2;
+  }
+  loadConfig({ file });
+  console.log(`${file}: ok`);
+  return 0;
+}

@@ -1,0 +1,68 @@
+/**
+ * The one configuration schema. Every key has a type, a default and a line of documentation;
+ * `config/example.yaml` documents the same keys (a test keeps the two in step).
+ * Precedence, lowest first: defaults < YAML file < BERTH_* environment < CLI flags.
+ */
+
+interface LeafBase<T> {
+  readonly kind: 'string' | 'integer' | 'boolean' | 'enum';
+  readonly default: T;
+  readonly doc: string;
+}
+export interface StringLeaf extends LeafBase<string> { readonly kind: 'string' }
+export interface IntegerLeaf extends LeafBase<number> { readonly kind: 'integer'; readonly min: number; readonly max: number }
+export interface BooleanLeaf extends LeafBase<boolean> { readonly kind: 'boolean' }
+export interface EnumLeaf<T extends string = string> extends LeafBase<T> { readonly kind: 'enum'; readonly values: readonly T[] }
+export type Leaf = StringLeaf | IntegerLeaf | BooleanLeaf | EnumLeaf;
+export interface Section { readonly [key: string]: Leaf | Section }
+
+const str = (value: string, doc: string): StringLeaf => ({ kind: 'string', default: value, doc });
+const int = (value: number, doc: string, min = 0, max = Number.MAX_SAFE_INTEGER): IntegerLeaf => ({ kind: 'integer', default: value, doc, min, max });
+const bool = (value: boolean, doc: string): BooleanLeaf => ({ kind: 'boolean', default: value, doc });
+const oneOf = <T extends string>(value: T, values: readonly T[], doc: string): EnumLeaf<T> => ({ kind: 'enum', default: value, values, doc });
+
+export const CONFIG_SCHEMA = {
+  dataDir: str('./data', 'Folder for the embedded database, blobs and keys. Relative paths are resolved from the working directory.'),
+  server: {
+    addr: str('0.0.0.0:5000', 'HOST:PORT the HTTP server listens on.'),
+    externalUrl: str('', 'Public base URL (e.g. https://registry.example.com); empty means derive it from the request.'),
+    maxHeaderBytes: int(16384, 'Largest request header block accepted; larger requests get 431.', 1024, 1 << 20),
+    shutdownTimeoutSeconds: int(30, 'How long a graceful shutdown waits for requests in flight.', 0, 3600),
+  },
+  database: {
+    url: str('', 'postgres://user@host:port/db for PostgreSQL; empty means SQLite at <dataDir>/berth.db.'),
+    poolSize: int(10, 'PostgreSQL connection pool size.', 1, 1000),
+  },
+  storage: {
+    driver: oneOf('filesystem', ['filesystem'] as const, 'Blob store driver.'),
+    filesystemRoot: str('', 'Folder for blobs and upload data; empty means <dataDir>/storage.'),
+  },
+  registry: {
+    manifestMaxBytes: int(4 * 1024 * 1024, 'Largest manifest accepted on PUT, in bytes.', 1024, 64 * 1024 * 1024),
+    validateReferences: bool(true, 'Refuse a manifest whose blobs or child manifests are not in the repository.'),
+    tagsPageMax: int(1000, 'Most entries returned by one tags/list page; larger n is clamped.', 1, 100000),
+    catalogPageMax: int(1000, 'Most entries returned by one _catalog page; larger n is clamped.', 1, 100000),
+    referrersPageMax: int(1000, 'Most descriptors returned by one referrers page before a Link header.', 1, 100000),
+    manifestCacheEntries: int(10000, 'Manifests kept in the in-process read cache (0 disables it).', 0, 10_000_000),
+  },
+  uploads: {
+    maxBlobBytes: int(0, 'Largest blob accepted, in bytes (0 means no limit).'),
+    expireAfterSeconds: int(86400, 'An upload session untouched for this long is expired and its data purged.', 60),
+    purgeIntervalSeconds: int(600, 'How often expired upload sessions are looked for.', 1),
+  },
+  log: {
+    level: oneOf('info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'Log level of the JSON logs on stdout.'),
+  },
+  metrics: {
+    enabled: bool(true, 'Serve Prometheus metrics at /metrics.'),
+  },
+} as const satisfies Section;
+
+type Value<L> = L extends EnumLeaf<infer T> ? T : L extends LeafBase<infer T> ? T : L extends Section ? { readonly [K in keyof L]: Value<L[K]> } : never;
+
+/** The resolved configuration, typed from the schema. */
+export type Config = Value<typeof CONFIG_SCHEMA>;
+
+export function isLeaf(node: Leaf | Section): node is Leaf {
+  return typeof (node as Leaf).kind === 'string' && 'default' in node;
+}

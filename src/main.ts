@@ -1,0 +1,44 @@
+import { configCheck } from './cli/config-check.ts';
+import { parseFlags } from './cli/flags.ts';
+import { migrate } from './cli/migrate.ts';
+import { serve } from './cli/serve.ts';
+import { ConfigError } from './config/load.ts';
+
+const USAGE = `usage: berth <command> [flags]
+
+commands:
+  serve          run the registry        [--addr HOST:PORT] [--data-dir DIR] [--config FILE] [--database-url URL]
+  migrate        bring the database schema up to date   [--config FILE] [--data-dir DIR] [--database-url URL]
+  config-check   validate a config file  FILE
+`;
+
+const COMMANDS: Record<string, typeof serve> = { serve, migrate, 'config-check': configCheck };
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+    process.stdout.write(USAGE);
+    return command === undefined ? 2 : 0;
+  }
+  const run = COMMANDS[command];
+  if (!run) {
+    process.stderr.write(`berth: unknown command "${command}"\n${USAGE}`);
+    return 2;
+  }
+  try {
+    return await run(parseFlags(rest));
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`berth: invalid configuration: ${err.message}\n`);
+      return 2;
+    }
+    if ((err as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || (err as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+      process.stderr.write(`berth: ${(err as Error).message}\n${USAGE}`);
+      return 2;
+    }
+    process.stderr.write(`berth: ${(err as Error).stack ?? String(err)}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

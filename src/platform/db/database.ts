@@ -1,0 +1,81 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { Kysely, PostgresDialect, SqliteDialect, type SqliteDatabase, type SqliteStatement } from 'kysely';
+import { Migrator } from 'kysely/migration';
+import pg from 'pg';
+import type { DialectName } from './dialect.ts';
+import { migrationProvider } from './migrations.ts';
+import type { Database } from './schema.ts';
+
+// node-pg returns int8 as a string; every int8 we store (sizes, epoch ms, ids) fits in 2^53.
+pg.types.setTypeParser(20, (value) => Number(value));
+
+export interface DatabaseOptions {
+  /** postgres:// URL; empty for SQLite. */
+  url: string;
+  /** SQLite file path, used when url is empty. */
+  sqliteFile: string;
+  poolSize?: number;
+}
+
+export interface DatabaseHandle {
+  readonly db: Kysely<Database>;
+  readonly dialect: DialectName;
+  migrate(): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+/** Adapts node:sqlite (built into Node, no native build) to the interface Kysely's SQLite dialect drives. */
+function nodeSqlite(file: string): SqliteDatabase {
+  const database = new DatabaseSync(file);
+  database.exec(`
+    pragma journal_mode = wal;
+    pragma synchronous = normal;
+    pragma foreign_keys = on;
+    pragma busy_timeout = 10000;
+  `);
+  const cache = new Map<string, StatementSync>();
+  return {
+    close: () => database.close(),
+    prepare(sqlText: string): SqliteStatement {
+      let statement = cache.get(sqlText);
+      if (!statement) {
+        statement = database.prepare(sqlText);
+        if (cache.size > 500) cache.clear();
+        cache.set(sqlText, statement);
+      }
+      const prepared = statement;
+      return {
+        reader: prepared.columns().length > 0,
+        all: (parameters) => prepared.all(...(parameters as never[])),
+        run: (parameters) => prepared.run(...(parameters as never[])),
+        iterate: (parameters) => prepared.iterate(...(parameters as never[])) as IterableIterator<unknown>,
+      };
+    },
+  };
+}
+
+export function createDatabase(options: DatabaseOptions): DatabaseHandle {
+  const dialect: DialectName = options.url ? 'postgres' : 'sqlite';
+  let db: Kysely<Database>;
+  if (dialect === 'postgres') {
+    db = new Kysely<Database>({
+      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 10 }) }),
+    });
+  } else {
+    mkdirSync(path.dirname(options.sqliteFile), { recursive: true });
+    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: nodeSqlite(options.sqliteFile) }) });
+  }
+  return {
+    db,
+    dialect,
+    async migrate() {
+      const migrator = new Migrator({ db, provider: migrationProvider });
+      const { error, results } = await migrator.migrateToLatest();
+      if (error) throw error;
+      return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+    },
+    close: () => db.destroy(),
+  };
+}

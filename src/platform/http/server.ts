@@ -1,0 +1,87 @@
+import { randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
+import Fastify, { type FastifyInstance, LogController } from 'fastify';
+import { errorBody, sendOciError, statusOf, toOciError } from './errors.ts';
+import type { Metrics } from './metrics.ts';
+
+export interface HttpServerOptions {
+  logLevel: string;
+  maxHeaderBytes: number;
+  metrics: Metrics;
+  /** A pino destination for tests; stdout otherwise. */
+  logStream?: NodeJS.WritableStream;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** A low-cardinality route label for metrics, set by handlers that match paths themselves. */
+    metricsRoute: string | undefined;
+  }
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Strips scheme and authority from an absolute-form request target (RFC 9112 §3.2.2). */
+export function originForm(url: string): string {
+  if (url.startsWith('/')) return url;
+  const match = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/?#]*(.*)$/.exec(url);
+  if (!match) return url;
+  return match[1] || '/';
+}
+
+/** The Fastify instance every capability registers its routes on: logging, ids, errors, metrics. */
+export function createHttpServer(options: HttpServerOptions): FastifyInstance {
+  const app = Fastify({
+    logger: options.logStream
+      ? { level: options.logLevel, stream: options.logStream }
+      : { level: options.logLevel },
+    http: { maxHeaderSize: options.maxHeaderBytes },
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    rewriteUrl: (req) => originForm(req.url ?? '/'),
+    // One access-log line per request comes from our onResponse hook instead.
+    logController: new LogController({ disableRequestLogging: true }),
+    exposeHeadRoutes: false,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket) {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+      const code = tooLarge ? 'REQUEST_HEADER_TOO_LARGE' : 'BLOB_UPLOAD_INVALID';
+      const body = errorBody(code, tooLarge ? 'request header fields too large' : 'malformed request');
+      const status = statusOf(code);
+      socket.end(
+        `HTTP/1.1 ${status} ${tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+    },
+  });
+
+  app.decorateRequest('metricsRoute', undefined);
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    const labels = { method: request.method, route: request.metricsRoute ?? request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) };
+    options.metrics.requests.inc(labels);
+    options.metrics.latency.observe(labels, reply.elapsedTime / 1000);
+    const level = reply.statusCode >= 500 ? 'error' : 'info';
+    request.log[level]({ method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100, ua: request.headers['user-agent'] }, 'request completed');
+  });
+
+  app.setErrorHandler((err, request, reply) => {
+    const ociError = toOciError(err);
+    if (ociError.code === 'INTERNAL_ERROR') request.log.error({ err }, 'unhandled error');
+    return sendOciError(reply, ociError);
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    return sendOciError(reply, toOciError({ statusCode: 404, message: `no route for ${request.method} ${request.url.split('?')[0]}` }));
+  });
+
+  return app;
+}

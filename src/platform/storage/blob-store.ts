@@ -1,0 +1,77 @@
+import type { Readable } from 'node:stream';
+import type { ParsedDigest } from '../oci/digest.ts';
+
+export interface BlobStat {
+  readonly size: number;
+}
+
+/** An inclusive byte range, as in HTTP Range: bytes start..end. */
+export interface ByteRange {
+  readonly start: number;
+  readonly end: number;
+}
+
+export interface UploadInfo {
+  readonly id: string;
+  readonly size: number;
+  readonly modifiedAt: number;
+}
+
+/** Thrown by appendUpload when the upload's stored size is not the offset the caller expected. */
+export class UploadOffsetMismatch extends Error {
+  readonly actual: number;
+  constructor(actual: number) {
+    super(`upload is at offset ${actual}`);
+    this.actual = actual;
+  }
+}
+
+/**
+ * Content-addressed blob storage plus the scratch space of upload sessions.
+ *
+ * Contract every driver keeps (test/contract/blob-store.contract.ts checks it):
+ * - A blob is visible (stat/read/list) only after commitUpload, and then with exactly the bytes
+ *   appended. No reader ever sees a partial blob, whatever happens mid-write.
+ * - Blobs are immutable. Committing a digest that already exists keeps the existing blob and
+ *   discards the upload.
+ * - The store does not verify digests: the caller hashes while streaming and commits only after
+ *   the digest matched. The store trusts the digest it is given.
+ * - "Not found" is `undefined` from stat/uploadSize and false from delete; read throws a
+ *   `BlobNotFound` error.
+ */
+export interface BlobStore {
+  /** Creates an empty upload area. Idempotent. */
+  startUpload(uploadId: string): Promise<void>;
+  /**
+   * Appends the stream at `offset`. Bytes stored beyond `offset` (left by a crash between a write
+   * and the caller recording the new offset) are discarded first; an upload shorter than `offset`
+   * is an UploadOffsetMismatch and nothing is written. If the stream fails or is aborted, the
+   * upload is cut back to `offset`, so a failed append leaves no partial chunk. Resolves to the
+   * new size.
+   */
+  appendUpload(uploadId: string, offset: number, source: Readable): Promise<number>;
+  /** Current size of the upload, or undefined when there is no such upload. */
+  uploadSize(uploadId: string): Promise<number | undefined>;
+  /** Streams the bytes received so far (used to rebuild a hash state after a restart). */
+  readUpload(uploadId: string): Readable;
+  /** Durably publishes the upload's bytes as `digest` and removes the upload area. */
+  commitUpload(uploadId: string, digest: ParsedDigest): Promise<void>;
+  /** Removes the upload area and its data. Idempotent. */
+  cancelUpload(uploadId: string): Promise<void>;
+  /** Every upload area with its last modification time (for purging abandoned sessions). */
+  listUploads(): AsyncIterable<UploadInfo>;
+  stat(digest: ParsedDigest): Promise<BlobStat | undefined>;
+  /** Streams the blob, or the inclusive `range` of it. */
+  read(digest: ParsedDigest, range?: ByteRange): Promise<Readable>;
+  /** Removes a blob; false when it did not exist. */
+  delete(digest: ParsedDigest): Promise<boolean>;
+  /** Every committed blob's digest, in no particular order. */
+  list(): AsyncIterable<string>;
+}
+
+export class BlobNotFound extends Error {
+  constructor(digest: string) {
+    super(`blob ${digest} not found`);
+    this.name = 'BlobNotFound';
+  }
+}

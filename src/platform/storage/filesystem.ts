@@ -1,0 +1,178 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ParsedDigest } from '../oci/digest.ts';
+import { BlobNotFound, type BlobStat, type BlobStore, type ByteRange, UploadOffsetMismatch, type UploadInfo } from './blob-store.ts';
+import { BLOBS_PREFIX, blobKey, UPLOADS_PREFIX, uploadKey } from './layout.ts';
+
+function isMissing(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException).code === 'ENOENT';
+}
+
+/** Blob store on a local (or shared, POSIX) folder. Visibility is by rename after fsync. */
+export class FilesystemBlobStore implements BlobStore {
+  readonly root: string;
+
+  constructor(root: string) {
+    this.root = path.resolve(root);
+  }
+
+  #path(key: string): string {
+    return path.join(this.root, key);
+  }
+
+  async init(): Promise<void> {
+    await mkdir(this.#path(BLOBS_PREFIX), { recursive: true });
+    await mkdir(this.#path(UPLOADS_PREFIX), { recursive: true });
+  }
+
+  async startUpload(uploadId: string): Promise<void> {
+    const handle = await open(this.#path(uploadKey(uploadId)), 'a');
+    await handle.close();
+  }
+
+  async appendUpload(uploadId: string, offset: number, source: Readable): Promise<number> {
+    let handle: Awaited<ReturnType<typeof open>>;
+    try {
+      handle = await open(this.#path(uploadKey(uploadId)), 'r+');
+    } catch (err) {
+      source.resume();
+      if (isMissing(err)) throw new UploadOffsetMismatch(-1);
+      throw err;
+    }
+    try {
+      const { size } = await handle.stat();
+      if (size < offset) {
+        source.resume();
+        throw new UploadOffsetMismatch(size);
+      }
+      if (size > offset) await handle.truncate(offset);
+      // A numeric fd: a FileHandle lent to a stream with autoClose off never lets handle.close() settle.
+      const sink = createWriteStream('', { fd: handle.fd, start: offset, autoClose: false, highWaterMark: 1 << 20 });
+      try {
+        await pipeline(source, sink);
+      } catch (err) {
+        // Drop whatever part of this chunk reached the disk: the session stays at `offset`.
+        await handle.truncate(offset);
+        throw err;
+      }
+      return offset + sink.bytesWritten;
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async uploadSize(uploadId: string): Promise<number | undefined> {
+    try {
+      return (await stat(this.#path(uploadKey(uploadId)))).size;
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw err;
+    }
+  }
+
+  readUpload(uploadId: string): Readable {
+    return createReadStream(this.#path(uploadKey(uploadId)), { highWaterMark: 1 << 20 });
+  }
+
+  async commitUpload(uploadId: string, digest: ParsedDigest): Promise<void> {
+    const source = this.#path(uploadKey(uploadId));
+    const target = this.#path(blobKey(digest));
+    const handle = await open(source, 'r+');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await mkdir(path.dirname(target), { recursive: true });
+    if (await this.stat(digest)) {
+      await rm(source, { force: true });
+      return;
+    }
+    await rename(source, target);
+    await syncDirectory(path.dirname(target));
+  }
+
+  async cancelUpload(uploadId: string): Promise<void> {
+    await rm(this.#path(uploadKey(uploadId)), { force: true });
+  }
+
+  async *listUploads(): AsyncIterable<UploadInfo> {
+    const folder = this.#path(UPLOADS_PREFIX);
+    let names: string[];
+    try {
+      names = await readdir(folder);
+    } catch (err) {
+      if (isMissing(err)) return;
+      throw err;
+    }
+    for (const id of names) {
+      try {
+        const info = await stat(path.join(folder, id));
+        yield { id, size: info.size, modifiedAt: info.mtimeMs };
+      } catch (err) {
+        if (!isMissing(err)) throw err;
+      }
+    }
+  }
+
+  async stat(digest: ParsedDigest): Promise<BlobStat | undefined> {
+    try {
+      return { size: (await stat(this.#path(blobKey(digest)))).size };
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async read(digest: ParsedDigest, range?: ByteRange): Promise<Readable> {
+    let handle: Awaited<ReturnType<typeof open>>;
+    try {
+      handle = await open(this.#path(blobKey(digest)), 'r');
+    } catch (err) {
+      if (isMissing(err)) throw new BlobNotFound(digest.value);
+      throw err;
+    }
+    return handle.createReadStream({ highWaterMark: 1 << 20, ...(range ? { start: range.start, end: range.end } : {}) });
+  }
+
+  async delete(digest: ParsedDigest): Promise<boolean> {
+    try {
+      await rm(this.#path(blobKey(digest)));
+      return true;
+    } catch (err) {
+      if (isMissing(err)) return false;
+      throw err;
+    }
+  }
+
+  async *list(): AsyncIterable<string> {
+    const blobs = this.#path(BLOBS_PREFIX);
+    for (const algorithm of await readdirOrEmpty(blobs)) {
+      for (const prefix of await readdirOrEmpty(path.join(blobs, algorithm))) {
+        for (const hex of await readdirOrEmpty(path.join(blobs, algorithm, prefix))) yield `${algorithm}:${hex}`;
+      }
+    }
+  }
+}
+
+async function readdirOrEmpty(folder: string): Promise<string[]> {
+  try {
+    return await readdir(folder);
+  } catch (err) {
+    if (isMissing(err)) return [];
+    throw err;
+  }
+}
+
+/** fsync a directory so a rename into it survives a crash. */
+async function syncDirectory(folder: string): Promise<void> {
+  const handle = await open(folder, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,216 @@
+import type { IncomingMessage } from 'node:http';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Metrics } from '../platform/http/metrics.ts';
+import { OciError } from '../platform/oci/errors.ts';
+import { type BlobService, parseRangeHeader } from './blobs.ts';
+import { type ListingService, referrersIndex } from './listings.ts';
+import type { ManifestService } from './manifests.ts';
+import { ALLOWED_METHODS, matchV2Path, type V2Route } from './router.ts';
+import { type ChunkInput, type ChunkRange, rangeHeader, type UploadService } from './uploads.ts';
+
+export interface RegistryRoutesDeps {
+  readonly blobs: BlobService;
+  readonly uploads: UploadService;
+  readonly manifests: ManifestService;
+  readonly listings: ListingService;
+  readonly metrics: Metrics;
+}
+
+type Query = Record<string, string | undefined>;
+
+function parseQuery(url: string): { path: string; query: Query } {
+  const q = url.indexOf('?');
+  if (q < 0) return { path: url, query: {} };
+  const query: Query = {};
+  for (const [key, value] of new URLSearchParams(url.slice(q + 1))) query[key] ??= value;
+  return { path: url.slice(0, q), query };
+}
+
+function contentLengthOf(req: IncomingMessage): number | undefined {
+  const header = req.headers['content-length'];
+  return header === undefined ? undefined : Number(header);
+}
+
+/** Content-Range of a chunk: "start-end", also accepted with a "bytes " or "bytes=" prefix and a "/total" suffix. */
+export function parseContentRange(header: string | undefined, currentOffset: () => Promise<number>, location: string): Promise<ChunkRange | undefined> | ChunkRange | undefined {
+  if (header === undefined) return undefined;
+  const match = /^(?:bytes[ =])?(\d+)-(\d+)(?:\/(?:\d+|\*))?$/.exec(header.trim());
+  if (match && Number(match[2]) >= Number(match[1])) return { start: Number(match[1]), end: Number(match[2]) };
+  return currentOffset().then((offset) => {
+    throw new OciError('RANGE_INVALID', `malformed Content-Range "${header}"`, undefined, { Range: rangeHeader(offset), Location: location });
+  });
+}
+
+function linkHeader(path: string, params: Record<string, string>): string {
+  return `<${path}?${new URLSearchParams(params).toString()}>; rel="next"`;
+}
+
+/** The /v2 API. Bodies stay streams: every content-type parser is replaced by a pass-through. */
+export async function registryRoutes(app: FastifyInstance, deps: RegistryRoutesDeps): Promise<void> {
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null));
+
+  app.addHook('onRequest', async (_request, reply) => {
+    reply.header('docker-distribution-api-version', 'registry/2.0');
+  });
+
+  const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+    const { path, query } = parseQuery(request.url);
+    const route = path === '/v2' ? ({ kind: 'base' } as const) : matchV2Path(path.slice('/v2/'.length));
+    if (!route) throw new OciError('NOT_FOUND', `no route for ${request.method} ${path}`);
+    request.metricsRoute = `v2_${route.kind}`;
+    if (!ALLOWED_METHODS[route.kind].includes(request.method)) {
+      reply.header('allow', ALLOWED_METHODS[route.kind].join(', '));
+      throw new OciError('METHOD_NOT_ALLOWED', `${request.method} is not allowed on ${route.kind}`);
+    }
+    return dispatch(route, request, reply, query);
+  };
+
+  async function dispatch(route: V2Route, request: FastifyRequest, reply: FastifyReply, query: Query): Promise<FastifyReply> {
+    const method = request.method;
+    switch (route.kind) {
+      case 'base':
+        return reply.header('content-type', 'application/json').send(method === 'HEAD' ? undefined : '{}');
+
+      case 'catalog': {
+        const page = await deps.listings.catalog(query.n, query.last);
+        if (page.next !== undefined) reply.header('link', linkHeader('/v2/_catalog', { n: String(page.items.length), last: page.next }));
+        return reply.header('content-type', 'application/json').send(JSON.stringify({ repositories: page.items }));
+      }
+
+      case 'tags': {
+        const page = await deps.listings.tags(route.name, query.n, query.last);
+        if (page.next !== undefined) reply.header('link', linkHeader(`/v2/${route.name}/tags/list`, { n: String(page.items.length), last: page.next }));
+        return reply.header('content-type', 'application/json').send(JSON.stringify({ name: route.name, tags: page.items }));
+      }
+
+      case 'referrers': {
+        const artifactType = query.artifactType;
+        const page = await deps.listings.referrers(route.name, route.digest, artifactType, query.n, query.last);
+        if (artifactType) reply.header('oci-filters-applied', 'artifactType');
+        if (page.next !== undefined) {
+          reply.header('link', linkHeader(`/v2/${route.name}/referrers/${route.digest}`, { ...(artifactType ? { artifactType } : {}), n: String(page.items.length), last: page.next }));
+        }
+        return reply.header('content-type', 'application/vnd.oci.image.index.v1+json').send(referrersIndex(page.items));
+      }
+
+      case 'manifest':
+        return manifest(route.name, route.reference, request, reply);
+
+      case 'blob':
+        return blob(route.name, route.digest, request, reply);
+
+      case 'uploads': {
+        const location = (id: string) => `/v2/${route.name}/blobs/uploads/${id}`;
+        const result = await deps.uploads.start(route.name, { digest: query.digest, mount: query.mount, from: query.from }, chunkOf(request.raw, undefined));
+        if (result.kind === 'blob') {
+          return reply
+            .code(201)
+            .header('location', `/v2/${route.name}/blobs/${result.digest}`)
+            .header('docker-content-digest', result.digest)
+            .header('content-length', '0')
+            .send();
+        }
+        return reply
+          .code(202)
+          .header('location', location(result.id))
+          .header('docker-upload-uuid', result.id)
+          .header('range', rangeHeader(result.offset))
+          .header('content-length', '0')
+          .send();
+      }
+
+      case 'upload':
+        return upload(route.name, route.id, request, reply, query);
+    }
+  }
+
+  function chunkOf(raw: IncomingMessage, range: ChunkRange | undefined): ChunkInput {
+    return { body: raw, contentLength: contentLengthOf(raw), range };
+  }
+
+  async function upload(name: string, id: string, request: FastifyRequest, reply: FastifyReply, query: Query): Promise<FastifyReply> {
+    const location = `/v2/${name}/blobs/uploads/${id}`;
+    const progress = (offset: number) =>
+      reply.header('location', location).header('range', rangeHeader(offset)).header('docker-upload-uuid', id).header('content-length', '0');
+    switch (request.method) {
+      case 'GET':
+        return progress(await deps.uploads.status(name, id)).code(204).send();
+      case 'DELETE':
+        await deps.uploads.cancel(name, id);
+        return reply.code(204).header('content-length', '0').send();
+      case 'PATCH': {
+        const range = await parseContentRange(request.headers['content-range'], () => deps.uploads.status(name, id), location);
+        const offset = await deps.uploads.append(name, id, chunkOf(request.raw, range), location);
+        return progress(offset).code(202).send();
+      }
+      default: {
+        const range = await parseContentRange(request.headers['content-range'], () => deps.uploads.status(name, id), location);
+        const digest = await deps.uploads.complete(name, id, query.digest, chunkOf(request.raw, range), location);
+        return reply
+          .code(201)
+          .header('location', `/v2/${name}/blobs/${digest}`)
+          .header('docker-content-digest', digest)
+          .header('content-length', '0')
+          .send();
+      }
+    }
+  }
+
+  async function blob(name: string, digest: string, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    if (request.method === 'DELETE') {
+      await deps.blobs.delete(name, digest);
+      return reply.code(202).header('content-length', '0').send();
+    }
+    const head = await deps.blobs.head(name, digest);
+    const etag = `"${head.digest}"`;
+    reply
+      .header('docker-content-digest', head.digest)
+      .header('etag', etag)
+      .header('accept-ranges', 'bytes')
+      .header('cache-control', 'max-age=31536000')
+      .header('content-type', 'application/octet-stream');
+    if (request.headers['if-none-match'] === etag) return reply.code(304).send();
+    const range = parseRangeHeader(request.headers.range, head.size);
+    const length = range ? range.end - range.start + 1 : head.size;
+    if (range) reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${head.size}`);
+    reply.header('content-length', String(length));
+    if (request.method === 'HEAD') return reply.send();
+    const stream = await deps.blobs.open(head.digest, range);
+    deps.metrics.bytesSent.inc(length);
+    return reply.send(stream);
+  }
+
+  async function manifest(name: string, reference: string, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    if (request.method === 'PUT') {
+      const result = await deps.manifests.put(name, reference, request.headers['content-type'], request.raw, contentLengthOf(request.raw));
+      if (result.subject) reply.header('oci-subject', result.subject);
+      return reply
+        .code(201)
+        .header('location', `/v2/${name}/manifests/${result.digest}`)
+        .header('docker-content-digest', result.digest)
+        .header('content-length', '0')
+        .send();
+    }
+    if (request.method === 'DELETE') {
+      await deps.manifests.delete(name, reference);
+      return reply.code(202).header('content-length', '0').send();
+    }
+    const stored = await deps.manifests.get(name, reference);
+    const etag = `"${stored.digest}"`;
+    reply
+      .header('content-type', stored.mediaType)
+      .header('docker-content-digest', stored.digest)
+      .header('etag', etag)
+      .header('content-length', String(stored.size));
+    if (request.headers['if-none-match'] === etag) return reply.code(304).send();
+    if (request.method === 'HEAD') return reply.send();
+    deps.metrics.bytesSent.inc(stored.size);
+    return reply.send(Buffer.from(stored.content.buffer, stored.content.byteOffset, stored.content.byteLength));
+  }
+
+  const methods = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+  app.route({ method: [...methods], url: '/v2', handler });
+  app.route({ method: [...methods], url: '/v2/', handler });
+  app.route({ method: [...methods], url: '/v2/*', handler });
+}

@@ -1,0 +1,272 @@
+import { type Kysely, sql } from 'kysely';
+import type { Database } from '../platform/db/schema.ts';
+
+export interface StoredManifest {
+  readonly digest: string;
+  readonly mediaType: string;
+  readonly size: number;
+  readonly content: Uint8Array;
+  readonly subjectDigest: string | null;
+}
+
+export interface NewManifest {
+  readonly digest: string;
+  readonly mediaType: string;
+  readonly artifactType: string | null;
+  readonly subjectDigest: string | null;
+  readonly annotations: Record<string, string> | null;
+  readonly content: Uint8Array;
+  readonly blobDigests: readonly string[];
+  readonly childDigests: readonly string[];
+}
+
+export interface ReferrerRow {
+  readonly digest: string;
+  readonly media_type: string;
+  readonly artifact_type: string | null;
+  readonly annotations: string | null;
+  readonly size: number;
+}
+
+export interface UploadRow {
+  readonly id: string;
+  readonly repository_id: number;
+  readonly repository: string;
+  readonly offset: number;
+}
+
+/** The registry's queries. The database is the source of truth for repositories, links, manifests and tags. */
+export class RegistryStore {
+  readonly #db: Kysely<Database>;
+  readonly #now: () => number;
+
+  constructor(db: Kysely<Database>, now: () => number = Date.now) {
+    this.#db = db;
+    this.#now = now;
+  }
+
+  async findRepositoryId(name: string): Promise<number | undefined> {
+    const row = await this.#db.selectFrom('repositories').select('id').where('name', '=', name).executeTakeFirst();
+    return row?.id;
+  }
+
+  /** Returns the repository's id, creating the repository on first use. */
+  async ensureRepository(name: string): Promise<number> {
+    const existing = await this.findRepositoryId(name);
+    if (existing !== undefined) return existing;
+    const now = this.#now();
+    await this.#db
+      .insertInto('repositories')
+      .values({ name, created_at: now, updated_at: now })
+      .onConflict((oc) => oc.column('name').doNothing())
+      .execute();
+    const id = await this.findRepositoryId(name);
+    if (id === undefined) throw new Error(`repository ${name} vanished while being created`);
+    return id;
+  }
+
+  /** Size of a blob the repository links, or undefined when it does not link it. */
+  async linkedBlobSize(repositoryId: number, digest: string): Promise<number | undefined> {
+    const row = await this.#db
+      .selectFrom('repository_blobs as rb')
+      .innerJoin('blobs as b', 'b.digest', 'rb.digest')
+      .select('b.size')
+      .where('rb.repository_id', '=', repositoryId)
+      .where('rb.digest', '=', digest)
+      .executeTakeFirst();
+    return row?.size;
+  }
+
+  async blobSize(digest: string): Promise<number | undefined> {
+    const row = await this.#db.selectFrom('blobs').select('size').where('digest', '=', digest).executeTakeFirst();
+    return row?.size;
+  }
+
+  /** Records a committed blob and links it into the repository. Idempotent. */
+  async linkBlob(repositoryId: number, digest: string, size: number): Promise<void> {
+    const now = this.#now();
+    await this.#db.transaction().execute(async (trx) => {
+      await trx.insertInto('blobs').values({ digest, size, created_at: now }).onConflict((oc) => oc.column('digest').doNothing()).execute();
+      await trx
+        .insertInto('repository_blobs')
+        .values({ repository_id: repositoryId, digest, created_at: now })
+        .onConflict((oc) => oc.columns(['repository_id', 'digest']).doNothing())
+        .execute();
+    });
+  }
+
+  async unlinkBlob(repositoryId: number, digest: string): Promise<boolean> {
+    const result = await this.#db.deleteFrom('repository_blobs').where('repository_id', '=', repositoryId).where('digest', '=', digest).executeTakeFirst();
+    return Number(result.numDeletedRows) > 0;
+  }
+
+  // ── uploads ──────────────────────────────────────────────────────────────
+
+  async createUpload(id: string, repositoryId: number): Promise<void> {
+    const now = this.#now();
+    await this.#db.insertInto('uploads').values({ id, repository_id: repositoryId, offset: 0, created_at: now, updated_at: now }).execute();
+  }
+
+  async findUpload(id: string): Promise<UploadRow | undefined> {
+    return this.#db
+      .selectFrom('uploads as u')
+      .innerJoin('repositories as r', 'r.id', 'u.repository_id')
+      .select(['u.id', 'u.repository_id', 'r.name as repository', 'u.offset'])
+      .where('u.id', '=', id)
+      .executeTakeFirst();
+  }
+
+  /** Moves an upload's offset forward only if nobody else moved it first (another node, a retry). */
+  async advanceUpload(id: string, from: number, to: number): Promise<boolean> {
+    const result = await this.#db
+      .updateTable('uploads')
+      .set({ offset: to, updated_at: this.#now() })
+      .where('id', '=', id)
+      .where('offset', '=', from)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
+  async deleteUpload(id: string): Promise<boolean> {
+    const result = await this.#db.deleteFrom('uploads').where('id', '=', id).executeTakeFirst();
+    return Number(result.numDeletedRows) > 0;
+  }
+
+  async uploadsIdleSince(before: number, limit: number): Promise<string[]> {
+    const rows = await this.#db.selectFrom('uploads').select('id').where('updated_at', '<', before).limit(limit).execute();
+    return rows.map((r) => r.id);
+  }
+
+  async uploadExists(id: string): Promise<boolean> {
+    return (await this.#db.selectFrom('uploads').select('id').where('id', '=', id).executeTakeFirst()) !== undefined;
+  }
+
+  // ── manifests and tags ───────────────────────────────────────────────────
+
+  /** Digests from `digests` that the repository does not link as blobs. */
+  async missingBlobs(repositoryId: number, digests: readonly string[]): Promise<string[]> {
+    if (digests.length === 0) return [];
+    const unique = [...new Set(digests)];
+    const rows = await this.#db
+      .selectFrom('repository_blobs')
+      .select('digest')
+      .where('repository_id', '=', repositoryId)
+      .where('digest', 'in', unique)
+      .execute();
+    const found = new Set(rows.map((r) => r.digest));
+    return unique.filter((d) => !found.has(d));
+  }
+
+  async missingManifests(repositoryId: number, digests: readonly string[]): Promise<string[]> {
+    if (digests.length === 0) return [];
+    const unique = [...new Set(digests)];
+    const rows = await this.#db
+      .selectFrom('manifests')
+      .select('digest')
+      .where('repository_id', '=', repositoryId)
+      .where('digest', 'in', unique)
+      .execute();
+    const found = new Set(rows.map((r) => r.digest));
+    return unique.filter((d) => !found.has(d));
+  }
+
+  /** Stores the manifest (once per digest) with its reference edges, and points `tag` at it. */
+  async putManifest(repositoryId: number, manifest: NewManifest, tag: string | null): Promise<void> {
+    const now = this.#now();
+    await this.#db.transaction().execute(async (trx) => {
+      const inserted = await trx
+        .insertInto('manifests')
+        .values({
+          repository_id: repositoryId,
+          digest: manifest.digest,
+          media_type: manifest.mediaType,
+          artifact_type: manifest.artifactType,
+          subject_digest: manifest.subjectDigest,
+          annotations: manifest.annotations ? JSON.stringify(manifest.annotations) : null,
+          size: manifest.content.byteLength,
+          content: manifest.content,
+          created_at: now,
+        })
+        .onConflict((oc) => oc.columns(['repository_id', 'digest']).doNothing())
+        .executeTakeFirst();
+      if (Number(inserted.numInsertedOrUpdatedRows ?? 0) > 0) {
+        const edges = [
+          ...[...new Set(manifest.blobDigests)].map((d) => ({ repository_id: repositoryId, parent_digest: manifest.digest, child_digest: d, child_kind: 'blob' as const })),
+          ...[...new Set(manifest.childDigests)].map((d) => ({ repository_id: repositoryId, parent_digest: manifest.digest, child_digest: d, child_kind: 'manifest' as const })),
+        ];
+        for (let i = 0; i < edges.length; i += 500) {
+          await trx.insertInto('manifest_references').values(edges.slice(i, i + 500)).onConflict((oc) => oc.doNothing()).execute();
+        }
+      }
+      if (tag !== null) {
+        await trx
+          .insertInto('tags')
+          .values({ repository_id: repositoryId, name: tag, digest: manifest.digest, updated_at: now })
+          .onConflict((oc) => oc.columns(['repository_id', 'name']).doUpdateSet({ digest: manifest.digest, updated_at: now }))
+          .execute();
+      }
+      await trx.updateTable('repositories').set({ updated_at: now }).where('id', '=', repositoryId).execute();
+    });
+  }
+
+  async resolveTag(repositoryId: number, tag: string): Promise<string | undefined> {
+    const row = await this.#db.selectFrom('tags').select('digest').where('repository_id', '=', repositoryId).where('name', '=', tag).executeTakeFirst();
+    return row?.digest;
+  }
+
+  async getManifest(repositoryId: number, digest: string): Promise<StoredManifest | undefined> {
+    const row = await this.#db
+      .selectFrom('manifests')
+      .select(['digest', 'media_type', 'size', 'content', 'subject_digest'])
+      .where('repository_id', '=', repositoryId)
+      .where('digest', '=', digest)
+      .executeTakeFirst();
+    if (!row) return undefined;
+    return { digest: row.digest, mediaType: row.media_type, size: row.size, content: row.content, subjectDigest: row.subject_digest };
+  }
+
+  /** Deletes a manifest and every tag pointing at it. */
+  async deleteManifest(repositoryId: number, digest: string): Promise<boolean> {
+    return this.#db.transaction().execute(async (trx) => {
+      await trx.deleteFrom('tags').where('repository_id', '=', repositoryId).where('digest', '=', digest).execute();
+      const result = await trx.deleteFrom('manifests').where('repository_id', '=', repositoryId).where('digest', '=', digest).executeTakeFirst();
+      return Number(result.numDeletedRows) > 0;
+    });
+  }
+
+  async deleteTag(repositoryId: number, tag: string): Promise<boolean> {
+    const result = await this.#db.deleteFrom('tags').where('repository_id', '=', repositoryId).where('name', '=', tag).executeTakeFirst();
+    return Number(result.numDeletedRows) > 0;
+  }
+
+  /** Tags in byte order, after `last`, at most `limit`. */
+  async listTags(repositoryId: number, last: string | undefined, limit: number): Promise<string[]> {
+    let query = this.#db.selectFrom('tags').select('name').where('repository_id', '=', repositoryId);
+    if (last !== undefined) query = query.where('name', '>', last);
+    const rows = await query.orderBy('name').limit(limit).execute();
+    return rows.map((r) => r.name);
+  }
+
+  /** Repositories holding at least one manifest, in byte order, after `last`, at most `limit`. */
+  async listRepositories(last: string | undefined, limit: number): Promise<string[]> {
+    let query = this.#db
+      .selectFrom('repositories as r')
+      .select('r.name')
+      .where((eb) => eb.exists(eb.selectFrom('manifests as m').select(sql.lit(1).as('one')).whereRef('m.repository_id', '=', 'r.id')));
+    if (last !== undefined) query = query.where('r.name', '>', last);
+    const rows = await query.orderBy('r.name').limit(limit).execute();
+    return rows.map((r) => r.name);
+  }
+
+  /** Manifests in the repository whose subject is `digest`, ordered by digest, after `last`. */
+  async listReferrers(repositoryId: number, digest: string, artifactType: string | undefined, last: string | undefined, limit: number): Promise<ReferrerRow[]> {
+    let query = this.#db
+      .selectFrom('manifests')
+      .select(['digest', 'media_type', 'artifact_type', 'annotations', 'size'])
+      .where('repository_id', '=', repositoryId)
+      .where('subject_digest', '=', digest);
+    if (artifactType !== undefined) query = query.where('artifact_type', '=', artifactType);
+    if (last !== undefined) query = query.where('digest', '>', last);
+    return query.orderBy('digest').limit(limit).execute();
+  }
+}
