@@ -1,0 +1,84 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { type App, createApp } from '../../src/app.ts';
+import { loadConfig } from '../../src/config/load.ts';
+import { type Backend, createTestDatabase, type TestDatabase } from './backends.ts';
+
+export interface TestServer {
+  readonly app: App;
+  /** Base URL, e.g. http://127.0.0.1:40123 */
+  readonly url: string;
+  readonly dataDir: string;
+  readonly backend: Backend;
+  /** Log lines the server wrote (JSON strings). */
+  readonly logs: string[];
+  /** Stops the server but keeps the data folder and database (for restart tests). */
+  stop(): Promise<void>;
+  /** Starts a new server process-in-process on the same data and database. */
+  restart(): Promise<TestServer>;
+  /** Stops and removes everything. */
+  close(): Promise<void>;
+}
+
+export interface TestServerOptions {
+  /** Extra configuration, in the shape of the YAML file. */
+  config?: Record<string, unknown>;
+}
+
+/**
+ * Builds a whole Berth app in this process on a real socket (127.0.0.1, port 0) with a fresh
+ * data folder and a fresh database of the given backend.
+ */
+export async function startTestServer(backend: Backend, options: TestServerOptions = {}): Promise<TestServer> {
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'berth-test-'));
+  const database = await createTestDatabase(backend);
+  return boot(backend, dataDir, database, options);
+}
+
+async function boot(backend: Backend, dataDir: string, database: TestDatabase, options: TestServerOptions): Promise<TestServer> {
+  const extra = options.config ?? {};
+  const config = loadConfig({
+    env: {},
+    overrides: {
+      ...extra,
+      dataDir,
+      server: { addr: '127.0.0.1:0', ...((extra.server as object) ?? {}) },
+      database: { url: database.url, ...((extra.database as object) ?? {}) },
+      log: { level: 'info', ...((extra.log as object) ?? {}) },
+    },
+  });
+  const logs: string[] = [];
+  const logStream = new Writable({
+    write(chunk, _encoding, callback) {
+      logs.push(String(chunk));
+      callback();
+    },
+  });
+  const app = await createApp(config, { logStream, processMetrics: false });
+  const url = await app.start();
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await app.stop();
+  };
+  return {
+    app,
+    url,
+    dataDir,
+    backend,
+    logs,
+    stop,
+    restart: async () => {
+      await stop();
+      return boot(backend, dataDir, database, options);
+    },
+    async close() {
+      await stop();
+      await database.drop();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
