@@ -1,6 +1,7 @@
 /**
  * Runs every test file with node's test runner. Tiers run in order (unit, contract,
- * integration, e2e) so a broken foundation fails fast; `--tier NAME` runs one tier.
+ * integration, e2e) after the static checks (tsc, biome), so a broken foundation fails fast;
+ * `--tier NAME` runs one tier (static, unit, contract, integration or e2e).
  */
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
@@ -11,7 +12,7 @@ const args = process.argv.slice(2);
 const tierIndex = args.indexOf('--tier');
 const only = tierIndex >= 0 ? args[tierIndex + 1] : undefined;
 const tiers = only ? TIERS.filter((t) => t === only) : [...TIERS];
-if (tiers.length === 0) {
+if (tiers.length === 0 && only !== 'static') {
   console.error(`unknown tier ${only}; one of ${TIERS.join(', ')}`);
   process.exit(2);
 }
@@ -28,6 +29,18 @@ function findTests(folder: string): string[] {
     if (statSync(full).isDirectory()) return findTests(full);
     return entry.endsWith('.test.ts') ? [full] : [];
   });
+}
+
+// The static tier: the type checker and the linter, before anything runs.
+if (!only || only === 'static') {
+  for (const [label, command] of [['typecheck', ['node_modules/typescript/bin/tsc', '--noEmit']], ['lint', ['node_modules/@biomejs/biome/bin/biome', 'lint']]] as const) {
+    const check = spawnSync(process.execPath, [...command], { stdio: 'inherit' });
+    if (check.status !== 0) {
+      console.error(`${label} failed`);
+      process.exit(check.status ?? 1);
+    }
+  }
+  if (only === 'static') process.exit(0);
 }
 
 const files = tiers.flatMap((tier) => findTests(path.join('test', tier)).sort());

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { type Config } from './config/schema.ts';
+import type { Config } from './config/schema.ts';
 import { parseAddr, resolveDataPath } from './config/load.ts';
 import { createDatabase, type DatabaseHandle } from './platform/db/database.ts';
 import { createHttpServer } from './platform/http/server.ts';

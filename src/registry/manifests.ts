@@ -1,4 +1,4 @@
-import { type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { readLimited } from '../platform/lib/streams.ts';
 import { digestOf, looksLikeDigest, parseDigest } from '../platform/oci/digest.ts';
 import { OciError } from '../platform/oci/errors.ts';
