@@ -47,9 +47,7 @@ export class BlobService {
   async head(repository: string, digestText: string): Promise<BlobHead> {
     assertRepositoryName(repository);
     const digest = parseDigest(digestText);
-    const repositoryId = await this.#store.findRepositoryId(repository);
-    if (repositoryId === undefined) throw new OciError('BLOB_UNKNOWN', 'blob unknown to registry', { digest: digest.value });
-    const size = await this.#store.linkedBlobSize(repositoryId, digest.value);
+    const size = await this.#store.linkedBlobSizeByName(repository, digest.value);
     if (size === undefined) throw new OciError('BLOB_UNKNOWN', 'blob unknown to registry', { digest: digest.value });
     return { digest: digest.value, size };
   }

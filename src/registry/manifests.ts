@@ -73,10 +73,9 @@ export class ManifestService {
     const byDigest = looksLikeDigest(reference);
     if (byDigest) parseDigest(reference);
     else assertTag(reference);
-    const repositoryId = await this.#store.findRepositoryId(repository);
-    if (repositoryId === undefined) throw new OciError('NAME_UNKNOWN', 'repository name not known to registry', { name: repository });
-    const digest = byDigest ? reference : await this.#store.resolveTag(repositoryId, reference);
-    const manifest = digest === undefined ? undefined : await this.#store.getManifest(repositoryId, digest);
+    const found = await this.#store.findManifest(repository, byDigest ? { digest: reference } : { tag: reference });
+    if (!found.repositoryExists) throw new OciError('NAME_UNKNOWN', 'repository name not known to registry', { name: repository });
+    const manifest = found.manifest;
     if (!manifest) throw new OciError('MANIFEST_UNKNOWN', 'manifest unknown', { reference });
     return manifest;
   }

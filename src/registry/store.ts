@@ -77,6 +77,19 @@ export class RegistryStore {
     return row?.size;
   }
 
+  /** Size of a blob linked in the repository named `repository` (one query: the HEAD/GET hot path). */
+  async linkedBlobSizeByName(repository: string, digest: string): Promise<number | undefined> {
+    const row = await this.#db
+      .selectFrom('repositories as r')
+      .innerJoin('repository_blobs as rb', 'rb.repository_id', 'r.id')
+      .innerJoin('blobs as b', 'b.digest', 'rb.digest')
+      .select('b.size')
+      .where('r.name', '=', repository)
+      .where('rb.digest', '=', digest)
+      .executeTakeFirst();
+    return row?.size;
+  }
+
   async blobSize(digest: string): Promise<number | undefined> {
     const row = await this.#db.selectFrom('blobs').select('size').where('digest', '=', digest).executeTakeFirst();
     return row?.size;
@@ -212,6 +225,31 @@ export class RegistryStore {
   async resolveTag(repositoryId: number, tag: string): Promise<string | undefined> {
     const row = await this.#db.selectFrom('tags').select('digest').where('repository_id', '=', repositoryId).where('name', '=', tag).executeTakeFirst();
     return row?.digest;
+  }
+
+  /**
+   * A manifest by repository name and tag or digest, in one query (the pull hot path).
+   * `repositoryExists` tells a missing manifest from a missing repository.
+   */
+  async findManifest(repository: string, reference: { tag: string } | { digest: string }): Promise<{ repositoryExists: boolean; manifest: StoredManifest | undefined }> {
+    const row = await this.#db
+      .selectFrom('repositories as r')
+      .leftJoin('manifests as m', (join) =>
+        'tag' in reference
+          ? join.onRef('m.repository_id', '=', 'r.id').on('m.digest', '=', (eb) =>
+              eb.selectFrom('tags as t').select('t.digest').whereRef('t.repository_id', '=', 'r.id').where('t.name', '=', reference.tag),
+            )
+          : join.onRef('m.repository_id', '=', 'r.id').on('m.digest', '=', reference.digest),
+      )
+      .select(['m.digest', 'm.media_type', 'm.size', 'm.content', 'm.subject_digest'])
+      .where('r.name', '=', repository)
+      .executeTakeFirst();
+    if (!row) return { repositoryExists: false, manifest: undefined };
+    if (row.digest === null || row.content === null) return { repositoryExists: true, manifest: undefined };
+    return {
+      repositoryExists: true,
+      manifest: { digest: row.digest, mediaType: row.media_type as string, size: row.size as number, content: row.content, subjectDigest: row.subject_digest },
+    };
   }
 
   async getManifest(repositoryId: number, digest: string): Promise<StoredManifest | undefined> {
