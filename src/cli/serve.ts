@@ -10,13 +10,21 @@ export async function serve(flags: CliFlags): Promise<number> {
   const url = await app.start();
   app.http.log.info({ url, dataDir: config.dataDir, database: app.database.dialect }, 'berth is serving');
   await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      app.http.log.info({ signal }, 'shutting down');
+    let stopping = false;
+    // A second signal while stopping is ignored: `npm start` relays the signal a terminal already
+    // sent to the whole process group, and server.shutdownTimeoutSeconds bounds the wait anyway.
+    const onSignal = (signal: string) => {
+      app.http.log.info({ signal }, stopping ? 'already shutting down' : 'shutting down');
+      if (stopping) return;
+      stopping = true;
       resolve();
     };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
   });
   await app.stop();
+  app.http.log.info('stopped');
+  // pino buffers; make sure the last lines reach stdout before the process exits.
+  await new Promise<void>((resolve) => (app.http.log as unknown as { flush(cb: () => void): void }).flush(() => resolve()));
   return 0;
 }

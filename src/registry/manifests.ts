@@ -14,6 +14,8 @@ export interface ManifestLimits {
 export interface PutManifestResult {
   readonly digest: string;
   readonly subject: string | null;
+  /** Bytes of the stored manifest. */
+  readonly size: number;
 }
 
 /** Manifests and tags of a repository. */
@@ -43,13 +45,17 @@ export class ManifestService {
       throw new OciError('DIGEST_INVALID', 'manifest content does not match the digest in the URL', { expected: expected.value, actual: digest });
     }
     const parsed = parseManifest(bytes, contentType);
-    const repositoryId = await this.#store.ensureRepository(repository);
+    // The repository is created only once the manifest is accepted: a refused push leaves nothing behind.
+    const existingId = await this.#store.findRepositoryId(repository);
     if (this.#limits.validateReferences) {
-      const missingBlobs = await this.#store.missingBlobs(repositoryId, parsed.blobs.map((d) => d.digest));
+      const blobDigests = parsed.blobs.map((d) => d.digest);
+      const missingBlobs = existingId === undefined ? [...new Set(blobDigests)] : await this.#store.missingBlobs(existingId, blobDigests);
       if (missingBlobs.length > 0) throw new OciError('MANIFEST_BLOB_UNKNOWN', 'manifest references blobs the repository does not have', { digests: missingBlobs });
-      const missingManifests = await this.#store.missingManifests(repositoryId, parsed.manifests.map((d) => d.digest));
+      const childDigests = parsed.manifests.map((d) => d.digest);
+      const missingManifests = existingId === undefined ? [...new Set(childDigests)] : await this.#store.missingManifests(existingId, childDigests);
       if (missingManifests.length > 0) throw new OciError('MANIFEST_BLOB_UNKNOWN', 'index references manifests the repository does not have', { digests: missingManifests });
     }
+    const repositoryId = existingId ?? (await this.#store.ensureRepository(repository));
     await this.#store.putManifest(
       repositoryId,
       {
@@ -64,7 +70,7 @@ export class ManifestService {
       },
       byDigest ? null : reference,
     );
-    return { digest, subject: parsed.subject?.digest ?? null };
+    return { digest, subject: parsed.subject?.digest ?? null, size: bytes.byteLength };
   }
 
   /** GET/HEAD by tag or digest. What is stored is served, whatever the Accept header lists. */

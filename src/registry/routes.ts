@@ -41,6 +41,13 @@ export function parseContentRange(header: string | undefined, currentOffset: () 
   });
 }
 
+/** If-None-Match against our strong ETag, with the weak comparison RFC 9110 §13.1.2 asks for: `*`, lists and W/ tags. */
+export function noneMatch(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  if (header.trim() === '*') return true;
+  return header.split(',').some((candidate) => candidate.trim().replace(/^W\//, '') === etag);
+}
+
 function linkHeader(path: string, params: Record<string, string>): string {
   return `<${path}?${new URLSearchParams(params).toString()}>; rel="next"`;
 }
@@ -91,7 +98,8 @@ export async function registryRoutes(app: FastifyInstance, deps: RegistryRoutesD
         if (page.next !== undefined) {
           reply.header('link', linkHeader(`/v2/${route.name}/referrers/${route.digest}`, { ...(artifactType ? { artifactType } : {}), n: String(page.items.length), last: page.next }));
         }
-        return reply.header('content-type', 'application/vnd.oci.image.index.v1+json').send(referrersIndex(page.items));
+        // A Buffer, so that Fastify appends no charset: clients compare this media type exactly.
+        return reply.header('content-type', 'application/vnd.oci.image.index.v1+json').send(Buffer.from(referrersIndex(page.items)));
       }
 
       case 'manifest':
@@ -185,6 +193,7 @@ export async function registryRoutes(app: FastifyInstance, deps: RegistryRoutesD
     if (request.method === 'PUT') {
       const result = await deps.manifests.put(name, reference, request.headers['content-type'], request.raw, contentLengthOf(request.raw));
       if (result.subject) reply.header('oci-subject', result.subject);
+      deps.metrics.bytesReceived.inc(result.size);
       return reply
         .code(201)
         .header('location', `/v2/${name}/manifests/${result.digest}`)
@@ -203,14 +212,15 @@ export async function registryRoutes(app: FastifyInstance, deps: RegistryRoutesD
       .header('docker-content-digest', stored.digest)
       .header('etag', etag)
       .header('content-length', String(stored.size));
-    if (request.headers['if-none-match'] === etag) return reply.code(304).send();
+    if (noneMatch(request.headers['if-none-match'], etag)) return reply.code(304).send();
     if (request.method === 'HEAD') return reply.send();
     deps.metrics.bytesSent.inc(stored.size);
     return reply.send(Buffer.from(stored.content.buffer, stored.content.byteOffset, stored.content.byteLength));
   }
 
-  const methods = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
-  app.route({ method: [...methods], url: '/v2', handler });
-  app.route({ method: [...methods], url: '/v2/', handler });
-  app.route({ method: [...methods], url: '/v2/*', handler });
+  // Every method the server knows (OPTIONS, TRACE … too), so that a wrong one gets 405 with Allow, not 404.
+  const methods = app.supportedMethods;
+  app.route({ method: methods, url: '/v2', handler });
+  app.route({ method: methods, url: '/v2/', handler });
+  app.route({ method: methods, url: '/v2/*', handler });
 }

@@ -299,8 +299,13 @@ export class UploadService {
         : {}),
     });
     const source = chunk.body.pipe(meter);
+    const disconnected = () => meter.destroy(new OciError('BLOB_UPLOAD_INVALID', 'client disconnected during upload'));
     chunk.body.once('error', (err) => meter.destroy(err));
-    chunk.body.once('aborted', () => meter.destroy(new OciError('BLOB_UPLOAD_INVALID', 'client disconnected during upload')));
+    chunk.body.once('aborted', disconnected);
+    // A client may hang up before these listeners exist (while its session was looked up). Its body
+    // then never ends and the events above are past: without this the append would wait forever,
+    // holding the session's lock.
+    if (chunk.body.readableAborted) { console.error('DEBUG aborted before listeners'); disconnected(); }
     this.#metrics.uploadsInProgress.inc();
     try {
       const size = await this.#blobs.appendUpload(id, offset, source);

@@ -60,7 +60,7 @@ export function sendOciError(reply: FastifyReply, err: OciError): FastifyReply {
  */
 export function toOciError(err: unknown): OciError {
   if (err instanceof OciError) return err;
-  const status = (err as { statusCode?: number }).statusCode;
+  const status = (err as { statusCode?: number } | null | undefined)?.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
     const code: OciErrorCode = status === 404 ? 'NOT_FOUND' : status === 405 ? 'METHOD_NOT_ALLOWED' : status === 431 ? 'REQUEST_HEADER_TOO_LARGE' : 'BLOB_UPLOAD_INVALID';
     return new OciError(code, (err as Error).message);

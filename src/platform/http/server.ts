@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
+import { OciError } from '../oci/errors.ts';
 import { errorBody, sendOciError, statusOf, toOciError } from './errors.ts';
 import type { Metrics } from './metrics.ts';
 
@@ -26,7 +27,9 @@ export function originForm(url: string): string {
   if (url.startsWith('/')) return url;
   const match = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/?#]*(.*)$/.exec(url);
   if (!match) return url;
-  return match[1] || '/';
+  // An empty path is "/" even when a query follows: http://host?x=1 → /?x=1.
+  const rest = match[1] ?? '';
+  return rest.startsWith('/') ? rest : `/${rest}`;
 }
 
 /** The Fastify instance every capability registers its routes on: logging, ids, errors, metrics. */
@@ -47,6 +50,12 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     exposeHeadRoutes: false,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    // A path that cannot be percent-decoded matches no route: answer like any unknown route, in the OCI error shape.
+    frameworkErrors(err, request, reply) {
+      reply.header('x-request-id', request.id);
+      const notFound = err.code === 'FST_ERR_BAD_URL';
+      return sendOciError(reply, notFound ? toOciError({ statusCode: 404, message: 'malformed URL' }) : toOciError(err));
+    },
     clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket) {
       if (err.code === 'ECONNRESET' || socket.destroyed) return;
       const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
@@ -65,16 +74,30 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     reply.header('x-request-id', request.id);
   });
 
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+
   app.addHook('onResponse', async (request, reply) => {
     const labels = { method: request.method, route: request.metricsRoute ?? request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) };
     options.metrics.requests.inc(labels);
     options.metrics.latency.observe(labels, reply.elapsedTime / 1000);
     const level = reply.statusCode >= 500 ? 'error' : 'info';
     request.log[level]({ method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100, ua: request.headers['user-agent'] }, 'request completed');
+    // Node's server.close() closes only the keep-alive connections idle at that moment; one whose
+    // response (a streamed blob) finishes later would stay open until its keep-alive timeout and
+    // hold up a graceful stop. Once closing, close each connection as soon as it falls idle.
+    if (closing) app.server.closeIdleConnections();
   });
 
   app.setErrorHandler((err, request, reply) => {
-    const ociError = toOciError(err);
+    let ociError = toOciError(err);
+    // A client that hung up mid-body (Ctrl-C during a push, a malformed chunk) is its mistake, not a server fault.
+    if (ociError.code === 'INTERNAL_ERROR' && request.raw.readableAborted) {
+      ociError = new OciError('BLOB_UPLOAD_INVALID', 'the client closed the connection before the request body was complete');
+      request.log.info({ err: (err as Error).message }, 'client aborted the request');
+    }
     if (ociError.code === 'INTERNAL_ERROR') request.log.error({ err }, 'unhandled error');
     return sendOciError(reply, ociError);
   });

@@ -22,17 +22,25 @@ export function tryParseDigest(input: string): ParsedDigest | undefined {
   if (!match) return undefined;
   const algorithm = match[1] as DigestAlgorithm;
   const hex = match[2] as string;
-  const expected = HEX_LENGTH[algorithm];
+  const expected = Object.hasOwn(HEX_LENGTH, algorithm) ? HEX_LENGTH[algorithm] : undefined;
   if (expected === undefined || hex.length !== expected || !/^[a-f0-9]+$/.test(hex)) return undefined;
   return { algorithm, hex, value: input };
 }
 
-/** Parses a digest or throws DIGEST_INVALID, saying whether the shape or the algorithm is wrong. */
+/** Parses a digest or throws DIGEST_INVALID, saying whether the shape, the algorithm or the encoding is wrong. */
 export function parseDigest(input: string): ParsedDigest {
   const parsed = tryParseDigest(input);
   if (parsed) return parsed;
   const match = DIGEST_SHAPE.exec(input);
-  const message = match && !((match[1] as string) in HEX_LENGTH) ? `unsupported digest algorithm "${match[1]}"` : 'invalid digest';
+  let message: string;
+  if (!match) {
+    message = 'invalid digest: expected ALGORITHM:HEX, e.g. sha256:<64 lowercase hex digits>';
+  } else if (!Object.hasOwn(HEX_LENGTH, match[1] as string)) {
+    message = `unsupported digest algorithm "${match[1]}": use sha256 or sha512`;
+  } else {
+    const algorithm = match[1] as DigestAlgorithm;
+    message = `invalid ${algorithm} digest: expected ${HEX_LENGTH[algorithm]} lowercase hex digits`;
+  }
   throw new OciError('DIGEST_INVALID', message, { digest: input });
 }
 

@@ -34,6 +34,10 @@ export class FilesystemBlobStore implements BlobStore {
   }
 
   async appendUpload(uploadId: string, offset: number, source: Readable): Promise<number> {
+    // The source may fail before the pipeline below listens (a client hanging up while the file
+    // opens) or after a mismatch left it unread. Without a listener that error would be uncaught;
+    // the pipeline still sees it (the stream stays errored) and rejects with it.
+    source.on('error', ignoreError);
     let handle: Awaited<ReturnType<typeof open>>;
     try {
       handle = await open(this.#path(uploadKey(uploadId)), 'r+');
@@ -49,8 +53,10 @@ export class FilesystemBlobStore implements BlobStore {
         throw new UploadOffsetMismatch(size);
       }
       if (size > offset) await handle.truncate(offset);
-      // A numeric fd: a FileHandle lent to a stream with autoClose off never lets handle.close() settle.
-      const sink = createWriteStream('', { fd: handle.fd, start: offset, autoClose: false, highWaterMark: 1 << 20 });
+      // The stream opens a descriptor of its own. Lent `handle.fd`, a failed pipeline would destroy
+      // the stream, close that fd under us and make the truncate below fail with EBADF, keeping the
+      // partial chunk. Its own fd is closed only after its last write settled, then we cut back.
+      const sink = createWriteStream(this.#path(uploadKey(uploadId)), { flags: 'r+', start: offset, highWaterMark: 1 << 20 });
       try {
         await pipeline(source, sink);
       } catch (err) {
@@ -157,6 +163,8 @@ export class FilesystemBlobStore implements BlobStore {
     }
   }
 }
+
+function ignoreError(): void {}
 
 async function readdirOrEmpty(folder: string): Promise<string[]> {
   try {

@@ -1,0 +1,125 @@
+/**
+ * The berth CLI as a child process: exit codes and what it prints. These tests spawn
+ * `node src/main.ts` and touch a temp folder; they need no database server.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const scratch = mkdtempSync(path.join(tmpdir(), 'berth-cli-test-'));
+after(() => rmSync(scratch, { recursive: true, force: true }));
+
+/** The environment without BERTH_* variables, so the machine's settings cannot leak in. */
+function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('BERTH_')) env[key] = value;
+  return { ...env, ...extra };
+}
+
+function berth(args: string[], env: Record<string, string> = {}): { status: number | null; stdout: string; stderr: string } {
+  const result = spawnSync(process.execPath, [path.join(ROOT, 'src/main.ts'), ...args], { cwd: scratch, env: cleanEnv(env), encoding: 'utf8', timeout: 60_000 });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+let fileCount = 0;
+function yamlFile(text: string): string {
+  const file = path.join(scratch, `cli-${++fileCount}.yaml`);
+  writeFileSync(file, text);
+  return file;
+}
+
+describe('berth config-check', () => {
+  it('says ok and exits 0 for a good file', () => {
+    const file = yamlFile('server:\n  addr: "127.0.0.1:5000"\nlog:\n  level: warn\n');
+    const { status, stdout } = berth(['config-check', file]);
+    assert.equal(status, 0);
+    assert.match(stdout, /: ok$/m);
+    assert.ok(stdout.includes(file));
+  });
+
+  it('accepts config/example.yaml', () => {
+    const { status, stdout } = berth(['config-check', path.join(ROOT, 'config/example.yaml')]);
+    assert.equal(status, 0);
+    assert.match(stdout, /ok/);
+  });
+
+  it('exits 2 naming an unknown key', () => {
+    const { status, stderr } = berth(['config-check', yamlFile('registry:\n  manifestMaxByte: 10\n')]);
+    assert.equal(status, 2);
+    assert.match(stderr, /registry\.manifestMaxByte: unknown key/);
+  });
+
+  it('exits 2 naming a key of the wrong type', () => {
+    const { status, stderr } = berth(['config-check', yamlFile('uploads:\n  maxBlobBytes: lots\n')]);
+    assert.equal(status, 2);
+    assert.match(stderr, /uploads\.maxBlobBytes: expected an integer/);
+  });
+
+  it('exits 2 naming the file and the line of invalid YAML', () => {
+    const file = yamlFile('server:\n  addr: "unterminated\n');
+    const { status, stderr } = berth(['config-check', file]);
+    assert.equal(status, 2);
+    assert.ok(stderr.includes(file), stderr);
+    assert.match(stderr, /invalid YAML/);
+    assert.match(stderr, /line \d+/);
+    assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace for a user mistake');
+  });
+
+  it('checks the BERTH_* environment too', () => {
+    const { status, stderr } = berth(['config-check', yamlFile('{}\n')], { BERTH_SERVER_ADDR: 'nowhere' });
+    assert.equal(status, 2);
+    assert.match(stderr, /server\.addr/);
+  });
+
+  it('exits 2 with usage when no file is given', () => {
+    const { status, stderr } = berth(['config-check']);
+    assert.equal(status, 2);
+    assert.match(stderr, /usage: berth config-check FILE/);
+  });
+});
+
+describe('berth commands', () => {
+  it('exits 2 with usage for an unknown command', () => {
+    const { status, stderr } = berth(['nosuchcommand']);
+    assert.equal(status, 2);
+    assert.match(stderr, /unknown command "nosuchcommand"/);
+    assert.match(stderr, /usage: berth <command>/);
+    assert.match(stderr, /config-check/);
+  });
+
+  it('exits 2 with usage for an unknown flag', () => {
+    const { status, stderr } = berth(['migrate', '--bogus']);
+    assert.equal(status, 2);
+    assert.match(stderr, /--bogus/);
+    assert.match(stderr, /usage: berth/);
+  });
+
+  it('prints usage and exits 0 for --help', () => {
+    const { status, stdout } = berth(['--help']);
+    assert.equal(status, 0);
+    assert.match(stdout, /usage: berth <command>/);
+  });
+
+  it('migrate creates the SQLite database, and a second run finds it up to date', () => {
+    const dataDir = path.join(scratch, 'data-migrate');
+    const first = berth(['migrate', '--data-dir', dataDir]);
+    assert.equal(first.status, 0, first.stderr);
+    assert.match(first.stdout, /sqlite: applied 0001_registry_core\b/);
+    assert.ok(existsSync(path.join(dataDir, 'berth.db')));
+    const second = berth(['migrate', '--data-dir', dataDir]);
+    assert.equal(second.status, 0, second.stderr);
+    assert.match(second.stdout, /sqlite: schema is up to date/);
+  });
+
+  it('migrate refuses a bad config before touching anything', () => {
+    const dataDir = path.join(scratch, 'data-bad');
+    const { status, stderr } = berth(['migrate', '--data-dir', dataDir, '--database-url', 'mysql://x/y']);
+    assert.equal(status, 2);
+    assert.match(stderr, /database\.url/);
+    assert.equal(existsSync(dataDir), false);
+  });
+});
