@@ -172,19 +172,16 @@ export async function registryRoutes(app: FastifyInstance, deps: RegistryRoutesD
     }
     const head = await deps.blobs.head(name, digest);
     const etag = `"${head.digest}"`;
-    reply
-      .header('docker-content-digest', head.digest)
-      .header('etag', etag)
-      .header('accept-ranges', 'bytes')
-      .header('cache-control', 'max-age=31536000')
-      .header('content-type', 'application/octet-stream');
-    if (request.headers['if-none-match'] === etag) return reply.code(304).send();
+    reply.header('docker-content-digest', head.digest).header('etag', etag).header('accept-ranges', 'bytes');
+    // Only the content is cacheable for a year: a 416 or a 404 for content missing from storage is not.
+    const cacheable = () => reply.header('cache-control', 'max-age=31536000');
+    if (noneMatch(request.headers['if-none-match'], etag)) return cacheable().code(304).send();
     const range = parseRangeHeader(request.headers.range, head.size);
     const length = range ? range.end - range.start + 1 : head.size;
+    const stream = request.method === 'HEAD' ? undefined : await deps.blobs.open(head.digest, range);
+    cacheable().header('content-type', 'application/octet-stream').header('content-length', String(length));
     if (range) reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${head.size}`);
-    reply.header('content-length', String(length));
-    if (request.method === 'HEAD') return reply.send();
-    const stream = await deps.blobs.open(head.digest, range);
+    if (!stream) return reply.send();
     deps.metrics.bytesSent.inc(length);
     return reply.send(stream);
   }

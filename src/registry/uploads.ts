@@ -305,7 +305,7 @@ export class UploadService {
     // A client may hang up before these listeners exist (while its session was looked up). Its body
     // then never ends and the events above are past: without this the append would wait forever,
     // holding the session's lock.
-    if (chunk.body.readableAborted) { console.error('DEBUG aborted before listeners'); disconnected(); }
+    if (chunk.body.readableAborted) disconnected();
     this.#metrics.uploadsInProgress.inc();
     try {
       const size = await this.#blobs.appendUpload(id, offset, source);
