@@ -8,6 +8,7 @@ import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { BACKENDS } from '../helpers/backends.ts';
+import { abortMidBody, waitUntil } from '../helpers/http.ts';
 import { imageManifest, pushBlob, putManifest, randomBlob, sha256 } from '../helpers/oci.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 
@@ -205,6 +206,20 @@ for (const backend of BACKENDS) {
       const notFound = lines.find((l) => l.reqId === `${id}-2` && l.status !== undefined);
       assert.equal(notFound?.method, 'GET');
       assert.equal(notFound?.status, 404);
+    });
+
+    it('logs and counts a request the client dropped mid-body as 499', async () => {
+      const id = `drop-${Math.random().toString(36).slice(2)}`;
+      const start = await fetch(`${base}/v2/logs/dropped/blobs/uploads/`, { method: 'POST' });
+      const location = start.headers.get('location') as string;
+      const logged = () => server.logs.flatMap((chunk) => chunk.split('\n')).filter((l) => l.includes(id)).map((l) => JSON.parse(l) as Record<string, unknown>);
+      await abortMidBody(base, `PATCH ${location} HTTP/1.1\r\nHost: x\r\nX-Request-Id: ${id}\r\nContent-Length: 100000`, randomBlob(1000));
+      await waitUntil(() => logged().some((l) => l.status === 499), 'the aborted request to be logged');
+      const line = logged().find((l) => l.status === 499);
+      assert.equal(line?.method, 'PATCH');
+      assert.equal(line?.url, location);
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      assert.match(metrics, /berth_http_requests_total\{method="PATCH",route="v2_upload",status="499"\} [1-9]/);
     });
 
     it('answers /api/v2.0/health with healthy', async () => {

@@ -91,6 +91,14 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     if (closing) app.server.closeIdleConnections();
   });
 
+  // A client that hangs up before its response was sent: logged and counted as 499 (nginx's code for
+  // it), so dropped pushes and pulls show up in the access log and the metrics.
+  app.addHook('onRequestAbort', async (request) => {
+    const labels = { method: request.method, route: request.metricsRoute ?? request.routeOptions.url ?? 'unmatched', status: '499' };
+    options.metrics.requests.inc(labels);
+    request.log.info({ method: request.method, url: request.url, status: 499, ua: request.headers['user-agent'] }, 'request aborted by the client');
+  });
+
   app.setErrorHandler((err, request, reply) => {
     let ociError = toOciError(err);
     // A client that hung up mid-body (Ctrl-C during a push, a malformed chunk) is its mistake, not a server fault.
