@@ -2,8 +2,10 @@ import type { Readable } from 'node:stream';
 import { parseDigest } from '../platform/oci/digest.ts';
 import { OciError } from '../platform/oci/errors.ts';
 import { assertRepositoryName } from '../platform/oci/names.ts';
-import { BlobNotFound, type BlobStore, type ByteRange } from '../platform/storage/blob-store.ts';
+import { BlobNotFound, type BlobStore, type ByteRange, type PositionalReader } from '../platform/storage/blob-store.ts';
 import type { RegistryStore } from './store.ts';
+
+export type BlobContent = { readonly kind: 'positional'; readonly reader: PositionalReader } | { readonly kind: 'stream'; readonly stream: Readable };
 
 export interface BlobHead {
   readonly digest: string;
@@ -52,9 +54,12 @@ export class BlobService {
     return { digest: digest.value, size };
   }
 
-  async open(digestText: string, range?: ByteRange): Promise<Readable> {
+  /** Opens the blob's bytes for sending: positional reads where the driver offers them, else a stream. */
+  async open(digestText: string, range?: ByteRange): Promise<BlobContent> {
+    const digest = parseDigest(digestText);
     try {
-      return await this.#blobs.read(parseDigest(digestText), range);
+      if (this.#blobs.openPositional) return { kind: 'positional', reader: await this.#blobs.openPositional(digest) };
+      return { kind: 'stream', stream: await this.#blobs.read(digest, range) };
     } catch (err) {
       if (err instanceof BlobNotFound) throw new OciError('BLOB_UNKNOWN', 'blob content is missing from storage', { digest: digestText });
       throw err;

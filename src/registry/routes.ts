@@ -1,6 +1,7 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Metrics } from '../platform/http/metrics.ts';
+import { sendPositional } from '../platform/http/send-positional.ts';
 import { OciError } from '../platform/oci/errors.ts';
 import { type BlobService, parseRangeHeader } from './blobs.ts';
 import { type ListingService, referrersIndex } from './listings.ts';
@@ -178,12 +179,17 @@ export async function registryRoutes(app: FastifyInstance, deps: RegistryRoutesD
     if (noneMatch(request.headers['if-none-match'], etag)) return cacheable().code(304).send();
     const range = parseRangeHeader(request.headers.range, head.size);
     const length = range ? range.end - range.start + 1 : head.size;
-    const stream = request.method === 'HEAD' ? undefined : await deps.blobs.open(head.digest, range);
+    const content = request.method === 'HEAD' ? undefined : await deps.blobs.open(head.digest, range);
     cacheable().header('content-type', 'application/octet-stream').header('content-length', String(length));
     if (range) reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${head.size}`);
-    if (!stream) return reply.send();
+    if (!content) return reply.send();
     deps.metrics.bytesSent.inc(length);
-    return reply.send(stream);
+    if (content.kind === 'stream') return reply.send(content.stream);
+    // Written here rather than by reply.send(): see sendPositional. The onResponse hook still runs.
+    reply.hijack();
+    reply.raw.writeHead(reply.statusCode, reply.getHeaders() as OutgoingHttpHeaders);
+    await sendPositional(content.reader, range?.start ?? 0, range ? range.end : head.size - 1, reply.raw);
+    return reply;
   }
 
   async function manifest(name: string, reference: string, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {

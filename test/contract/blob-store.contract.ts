@@ -483,6 +483,34 @@ export function blobStoreContract(name: string, makeStore: () => Promise<BlobSto
         await finish(store, []);
       });
 
+      it('openPositional, where a driver offers it, reads any range into the caller\'s buffer and knows the size', async (t) => {
+        const store = await makeStore();
+        if (!store.openPositional) {
+          // Optional by contract: such a driver is served through read(); nothing more to check.
+          assert.equal(typeof store.read, 'function');
+          await finish(store, []);
+          return;
+        }
+        const bytes = randomBytes(70_000);
+        const digest = await push(store, bytes);
+        const reader = await store.openPositional(digest);
+        try {
+          assert.equal(reader.size, bytes.length);
+          const buffer = Buffer.alloc(10_000);
+          for (const [position, length] of [[0, 10_000], [69_990, 10], [12_345, 1]] as const) {
+            const read = await reader.read(buffer, length, position);
+            assert.equal(read, length);
+            assert.ok(buffer.subarray(0, read).equals(bytes.subarray(position, position + length)), `${length} bytes at ${position}`);
+          }
+          assert.equal(await reader.read(buffer, 100, bytes.length), 0, 'a read at the end gives 0 bytes');
+        } finally {
+          await reader.close();
+        }
+        await assert.rejects(store.openPositional(digestFor(Buffer.from('missing'))), BlobNotFound);
+        t.diagnostic('positional reads checked');
+        await finish(store, [digest]);
+      });
+
       it('delete removes a blob and reports whether it existed', async () => {
         const store = await makeStore();
         const keep = await push(store, randomBytes(10));

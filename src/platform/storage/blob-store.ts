@@ -63,10 +63,24 @@ export interface BlobStore {
   stat(digest: ParsedDigest): Promise<BlobStat | undefined>;
   /** Streams the blob, or the inclusive `range` of it. */
   read(digest: ParsedDigest, range?: ByteRange): Promise<Readable>;
+  /**
+   * Optional fast path for serving: positional reads into caller-owned buffers. Drivers on a local
+   * file system offer it; the HTTP layer then reuses a few buffers instead of allocating one per
+   * chunk (that garbage cost more CPU than the bytes themselves). Throws BlobNotFound like read.
+   */
+  openPositional?(digest: ParsedDigest): Promise<PositionalReader>;
   /** Removes a blob; false when it did not exist. */
   delete(digest: ParsedDigest): Promise<boolean>;
   /** Every committed blob's digest, in no particular order. */
   list(): AsyncIterable<string>;
+}
+
+/** Positional reads of one blob into buffers the caller owns (so a server can reuse its buffers). */
+export interface PositionalReader {
+  readonly size: number;
+  /** Reads up to `length` bytes at `position` into `buffer`; resolves to the bytes read (0 at the end). */
+  read(buffer: Buffer, length: number, position: number): Promise<number>;
+  close(): Promise<void>;
 }
 
 export class BlobNotFound extends Error {

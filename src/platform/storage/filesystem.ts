@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ParsedDigest } from '../oci/digest.ts';
-import { BlobNotFound, type BlobStat, type BlobStore, type ByteRange, UploadOffsetMismatch, type UploadInfo } from './blob-store.ts';
+import { BlobNotFound, type BlobStat, type BlobStore, type ByteRange, type PositionalReader, UploadOffsetMismatch, type UploadInfo } from './blob-store.ts';
 import { BLOBS_PREFIX, blobKey, UPLOADS_PREFIX, uploadKey } from './layout.ts';
 
 function isMissing(err: unknown): boolean {
@@ -142,6 +142,22 @@ export class FilesystemBlobStore implements BlobStore {
       throw err;
     }
     return handle.createReadStream({ highWaterMark: 1 << 20, ...(range ? { start: range.start, end: range.end } : {}) });
+  }
+
+  async openPositional(digest: ParsedDigest): Promise<PositionalReader> {
+    let handle: Awaited<ReturnType<typeof open>>;
+    try {
+      handle = await open(this.#path(blobKey(digest)), 'r');
+    } catch (err) {
+      if (isMissing(err)) throw new BlobNotFound(digest.value);
+      throw err;
+    }
+    const { size } = await handle.stat();
+    return {
+      size,
+      read: async (buffer, length, position) => (await handle.read(buffer, 0, length, position)).bytesRead,
+      close: () => handle.close(),
+    };
   }
 
   async delete(digest: ParsedDigest): Promise<boolean> {
