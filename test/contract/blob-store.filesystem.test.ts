@@ -66,4 +66,19 @@ describe('FilesystemBlobStore specifics', () => {
     assert.equal(await second.uploadSize('open'), 4);
     assert.equal(await second.appendUpload('open', 4, Readable.from([Buffer.from(' done')])), 9);
   });
+
+  it('commits into a blob folder that was removed after an earlier commit (e.g. by a sweep of empty folders)', async () => {
+    const store = await makeStore();
+    const first = Buffer.from('first blob');
+    const firstDigest = parseDigest(digestOf(first));
+    await store.startUpload('a');
+    await store.appendUpload('a', 0, Readable.from([first]));
+    await store.commitUpload('a', firstDigest);
+    await store.delete(firstDigest);
+    await rm(path.join(store.root, BLOBS_PREFIX, 'sha256'), { recursive: true });
+    await store.startUpload('b');
+    await store.appendUpload('b', 0, Readable.from([first]));
+    await store.commitUpload('b', firstDigest);
+    assert.deepEqual(await store.stat(firstDigest), { size: first.length });
+  });
 });

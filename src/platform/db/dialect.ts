@@ -1,4 +1,4 @@
-import { type Kysely, PostgresAdapter } from 'kysely';
+import { type Kysely, PostgresAdapter, type SelectQueryBuilder } from 'kysely';
 
 /**
  * The only place that knows which SQL dialect is in use. Migrations ask it for column types,
@@ -26,4 +26,13 @@ export function dialectTypes(dialect: DialectName): DialectTypes {
 /** Which dialect a Kysely instance (or a transaction or migration connection of it) speaks. */
 export function dialectOf(db: Kysely<any>): DialectName {
   return db.getExecutor().adapter instanceof PostgresAdapter ? 'postgres' : 'sqlite';
+}
+
+/**
+ * Locks the rows a claim query selects so that concurrent claimers skip them instead of waiting:
+ * `FOR UPDATE SKIP LOCKED` on PostgreSQL. SQLite has one writer at a time, which serialises the
+ * whole claim statement, so it needs (and accepts) no locking clause.
+ */
+export function lockSkippingLocked<QB extends SelectQueryBuilder<any, any, any>>(db: Kysely<any>, query: QB): QB {
+  return dialectOf(db) === 'postgres' ? (query.forUpdate().skipLocked() as QB) : query;
 }

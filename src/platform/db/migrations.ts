@@ -68,8 +68,61 @@ const m0001_registry_core: Migration = {
   },
 };
 
+/** The job queue, its per-job logs, paused job kinds and cron schedules (src/platform/jobs). */
+const m0002_jobs: Migration = {
+  async up(db) {
+    const t = dialectTypes(dialectOf(db));
+    await exec(db, [
+      `create table jobs (
+        id ${t.serialId},
+        kind text not null,
+        payload text not null,
+        status text not null,
+        priority integer not null,
+        dedupe_key text,
+        attempts integer not null,
+        max_attempts integer not null,
+        run_at ${t.int64} not null,
+        lease_owner text,
+        lease_expires_at ${t.int64},
+        last_error text,
+        cancel_requested integer not null,
+        created_at ${t.int64} not null,
+        started_at ${t.int64},
+        finished_at ${t.int64})`,
+      // One unfinished job per dedupe key; finished jobs keep theirs for history.
+      "create unique index jobs_dedupe_unfinished on jobs (dedupe_key) where status in ('queued', 'running')",
+      'create index jobs_claim on jobs (status, priority, run_at)',
+      'create index jobs_kind on jobs (kind, status)',
+      'create index jobs_finished on jobs (finished_at)',
+      `create table job_logs (
+        seq ${t.serialId},
+        job_id ${t.int64} not null references jobs(id) on delete cascade,
+        at ${t.int64} not null,
+        level text not null,
+        message text not null)`,
+      'create index job_logs_job on job_logs (job_id, seq)',
+      `create table job_kind_pauses (
+        kind text primary key,
+        paused_at ${t.int64} not null)`,
+      `create table schedules (
+        name text primary key,
+        cron text not null,
+        job_kind text not null,
+        payload text not null,
+        next_run_at ${t.int64} not null,
+        last_run_at ${t.int64},
+        paused integer not null,
+        created_at ${t.int64} not null,
+        updated_at ${t.int64} not null)`,
+      'create index schedules_due on schedules (paused, next_run_at)',
+    ]);
+  },
+};
+
 export const MIGRATIONS: Record<string, Migration> = {
   '0001_registry_core': m0001_registry_core,
+  '0002_jobs': m0002_jobs,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -57,6 +57,60 @@ export interface UploadTable {
   updated_at: number;
 }
 
+export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+
+/** A durable job (src/platform/jobs/queue.ts). `payload` is JSON text. */
+export interface JobTable {
+  id: Generated<number>;
+  kind: string;
+  payload: string;
+  status: JobStatus;
+  /** Lower runs first. */
+  priority: number;
+  /** Unique among queued and running jobs. */
+  dedupe_key: string | null;
+  /** Claims so far, the current one included; also the fencing token of the current lease. */
+  attempts: number;
+  max_attempts: number;
+  /** Not claimed before this time (a retry's backoff, or a delayed job). */
+  run_at: number;
+  lease_owner: string | null;
+  lease_expires_at: number | null;
+  last_error: string | null;
+  cancel_requested: number;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+}
+
+/** A job's log, bounded: the oldest lines are dropped past the configured count. */
+export interface JobLogTable {
+  seq: Generated<number>;
+  job_id: number;
+  at: number;
+  level: string;
+  message: string;
+}
+
+/** Job kinds that no worker claims until resumed (on every node). */
+export interface JobKindPauseTable {
+  kind: string;
+  paused_at: number;
+}
+
+/** A cron schedule that enqueues a job of `job_kind` at each of its times. */
+export interface ScheduleTable {
+  name: string;
+  cron: string;
+  job_kind: string;
+  payload: string;
+  next_run_at: number;
+  last_run_at: number | null;
+  paused: number;
+  created_at: number;
+  updated_at: number;
+}
+
 export interface Database {
   repositories: RepositoryTable;
   blobs: BlobTable;
@@ -65,4 +119,8 @@ export interface Database {
   manifest_references: ManifestReferenceTable;
   tags: TagTable;
   uploads: UploadTable;
+  jobs: JobTable;
+  job_logs: JobLogTable;
+  job_kind_pauses: JobKindPauseTable;
+  schedules: ScheduleTable;
 }

@@ -92,13 +92,28 @@ export class FilesystemBlobStore implements BlobStore {
     } finally {
       await handle.close();
     }
-    await mkdir(path.dirname(target), { recursive: true });
+    await this.#ensureFolder(path.dirname(target));
     if (await this.stat(digest)) {
       await rm(source, { force: true });
       return;
     }
-    await rename(source, target);
+    try {
+      await rename(source, target);
+    } catch (err) {
+      if (!isMissing(err) || !this.#madeFolders.delete(path.dirname(target))) throw err;
+      // The folder was removed behind our back (by a sweep of empty folders): make it again.
+      await this.#ensureFolder(path.dirname(target));
+      await rename(source, target);
+    }
     await syncDirectory(path.dirname(target));
+  }
+
+  /** Blob folders (one per algorithm and two-digit prefix) are made once, not at every commit. */
+  readonly #madeFolders = new Set<string>();
+  async #ensureFolder(folder: string): Promise<void> {
+    if (this.#madeFolders.has(folder)) return;
+    await mkdir(folder, { recursive: true });
+    this.#madeFolders.add(folder);
   }
 
   async cancelUpload(uploadId: string): Promise<void> {
