@@ -4,9 +4,10 @@ import { parseAddr, resolveDataPath } from './config/load.ts';
 import { createDatabase, type DatabaseHandle } from './platform/db/database.ts';
 import { createHttpServer } from './platform/http/server.ts';
 import { Metrics } from './platform/http/metrics.ts';
-import { PeriodicTask } from './platform/jobs/periodic.ts';
+import { JobService } from './platform/jobs/service.ts';
 import { FilesystemBlobStore } from './platform/storage/filesystem.ts';
 import { BlobService } from './registry/blobs.ts';
+import { registerRegistryJobs } from './registry/jobs.ts';
 import { ListingService } from './registry/listings.ts';
 import { ManifestService } from './registry/manifests.ts';
 import { registryRoutes } from './registry/routes.ts';
@@ -25,9 +26,11 @@ export interface App {
   readonly http: FastifyInstance;
   readonly database: DatabaseHandle;
   readonly uploads: UploadService;
+  /** The job queue, this node's workers and the cron scheduler. */
+  readonly jobs: JobService;
   /** Listens on config.server.addr; resolves to the base URL (with the real port when 0 was asked). */
   start(): Promise<string>;
-  /** Graceful stop: refuse new requests, finish those in flight, stop background work, close the DB. */
+  /** Graceful stop: refuse new requests and finish those in flight, stop background jobs, close the DB. */
   stop(): Promise<void>;
 }
 
@@ -94,27 +97,38 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     });
   }
 
-  const purge = new PeriodicTask('purge-expired-uploads', config.uploads.purgeIntervalSeconds * 1000, () => uploads.purgeExpired(), http.log);
+  const jobs = new JobService({
+    db: database.db,
+    concurrency: config.jobs.concurrency,
+    pollIntervalMs: config.jobs.pollIntervalMs,
+    leaseMs: config.jobs.leaseSeconds * 1000,
+    logLinesPerJob: config.jobs.logLinesPerJob,
+    schedulerTickMs: config.jobs.schedulerTickMs,
+    keepFinishedDays: config.jobs.keepFinishedDays,
+    stopTimeoutMs: config.server.shutdownTimeoutSeconds * 1000,
+    logger: http.log.child({ component: 'jobs' }),
+  });
+  registerRegistryJobs(jobs, { uploads, purgeIntervalSeconds: config.uploads.purgeIntervalSeconds });
 
   return {
     config,
     http,
     database,
     uploads,
+    jobs,
     async start() {
       const { host, port } = parseAddr(config.server.addr);
       await http.listen({ host, port });
-      purge.start();
+      await jobs.start();
       const address = http.server.address();
       const realPort = typeof address === 'object' && address ? address.port : port;
       const shownHost = host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host;
       return `http://${shownHost}:${realPort}`;
     },
     async stop() {
-      await purge.stop();
       const timeout = setTimeout(() => http.server.closeAllConnections(), config.server.shutdownTimeoutSeconds * 1000);
       try {
-        await http.close();
+        await Promise.all([http.close(), jobs.stop()]);
       } finally {
         clearTimeout(timeout);
         await database.close();

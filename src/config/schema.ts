@@ -27,7 +27,7 @@ export const CONFIG_SCHEMA = {
     addr: str('0.0.0.0:5000', 'HOST:PORT the HTTP server listens on.'),
     externalUrl: str('', 'Public base URL (e.g. https://registry.example.com); empty means derive it from the request.'),
     maxHeaderBytes: int(16384, 'Largest request header block accepted; larger requests get 431.', 1024, 1 << 20),
-    shutdownTimeoutSeconds: int(30, 'How long a graceful shutdown waits for requests in flight.', 0, 3600),
+    shutdownTimeoutSeconds: int(30, 'How long a graceful shutdown waits for requests in flight and running jobs.', 0, 3600),
   },
   database: {
     url: str('', 'postgres://user@host:port/db for PostgreSQL; empty means SQLite at <dataDir>/berth.db.'),
@@ -48,7 +48,15 @@ export const CONFIG_SCHEMA = {
   uploads: {
     maxBlobBytes: int(0, 'Largest blob accepted, in bytes (0 means no limit).'),
     expireAfterSeconds: int(86400, 'An upload session untouched for this long is expired and its data purged.', 60),
-    purgeIntervalSeconds: int(600, 'How often expired upload sessions are looked for.', 1),
+    purgeIntervalSeconds: int(600, 'How often expired upload sessions are looked for (a scheduled job, on a cron step).', 1),
+  },
+  jobs: {
+    concurrency: int(4, 'Background jobs this node runs at once (0: the node runs none, other nodes do).', 0, 1000),
+    pollIntervalMs: int(1000, 'How often idle workers look for due jobs, in milliseconds; jobs enqueued on this node wake them at once.', 10, 3_600_000),
+    leaseSeconds: int(60, 'How long a running job stays with its worker without a heartbeat; the job of a worker that died is taken over after this.', 1, 86400),
+    logLinesPerJob: int(1000, 'Log lines kept per job; older lines are dropped.', 1, 1_000_000),
+    schedulerTickMs: int(1000, 'How often due cron schedules are looked for, in milliseconds.', 10, 3_600_000),
+    keepFinishedDays: int(14, 'Finished jobs and their logs are deleted this many days after they finished (0 keeps them).', 0, 36500),
   },
   log: {
     level: oneOf('info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'Log level of the JSON logs on stdout.'),
