@@ -157,28 +157,19 @@ export class RegistryStore {
   // ── manifests and tags ───────────────────────────────────────────────────
 
   /** Digests from `digests` that the repository does not link as blobs. */
-  async missingBlobs(repositoryId: number, digests: readonly string[]): Promise<string[]> {
-    if (digests.length === 0) return [];
-    const unique = [...new Set(digests)];
-    const rows = await this.#db
-      .selectFrom('repository_blobs')
-      .select('digest')
-      .where('repository_id', '=', repositoryId)
-      .where('digest', 'in', unique)
-      .execute();
-    const found = new Set(rows.map((r) => r.digest));
-    return unique.filter((d) => !found.has(d));
+  missingBlobs(repositoryId: number, digests: readonly string[]): Promise<string[]> {
+    return this.#missingIn('repository_blobs', repositoryId, digests);
   }
 
-  async missingManifests(repositoryId: number, digests: readonly string[]): Promise<string[]> {
+  /** Digests from `digests` that are not manifests of the repository. */
+  missingManifests(repositoryId: number, digests: readonly string[]): Promise<string[]> {
+    return this.#missingIn('manifests', repositoryId, digests);
+  }
+
+  async #missingIn(table: 'repository_blobs' | 'manifests', repositoryId: number, digests: readonly string[]): Promise<string[]> {
     if (digests.length === 0) return [];
     const unique = [...new Set(digests)];
-    const rows = await this.#db
-      .selectFrom('manifests')
-      .select('digest')
-      .where('repository_id', '=', repositoryId)
-      .where('digest', 'in', unique)
-      .execute();
+    const rows = await this.#db.selectFrom(table).select('digest').where('repository_id', '=', repositoryId).where('digest', 'in', unique).execute();
     const found = new Set(rows.map((r) => r.digest));
     return unique.filter((d) => !found.has(d));
   }

@@ -2,10 +2,11 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { freePort } from '../helpers/e2e.ts';
 import { BACKENDS, createTestDatabase, type TestDatabase } from '../helpers/backends.ts';
 
 /**
@@ -13,17 +14,6 @@ import { BACKENDS, createTestDatabase, type TestDatabase } from '../helpers/back
  * no partial blob is visible, the upload session is where the last acknowledged chunk left it,
  * and the upload can be finished.
  */
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 async function startServer(dataDir: string, databaseUrl: string, port: number): Promise<ChildProcess> {
   const child = spawn(process.execPath, ['src/main.ts', 'serve', '--addr', `127.0.0.1:${port}`, '--data-dir', dataDir, ...(databaseUrl ? ['--database-url', databaseUrl] : [])], {

@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -148,25 +148,23 @@ export class FilesystemBlobStore implements BlobStore {
     }
   }
 
-  async read(digest: ParsedDigest, range?: ByteRange): Promise<Readable> {
-    let handle: Awaited<ReturnType<typeof open>>;
+  /** Opens a committed blob for reading; BlobNotFound when there is none. */
+  async #openBlob(digest: ParsedDigest): Promise<FileHandle> {
     try {
-      handle = await open(this.#path(blobKey(digest)), 'r');
+      return await open(this.#path(blobKey(digest)), 'r');
     } catch (err) {
       if (isMissing(err)) throw new BlobNotFound(digest.value);
       throw err;
     }
+  }
+
+  async read(digest: ParsedDigest, range?: ByteRange): Promise<Readable> {
+    const handle = await this.#openBlob(digest);
     return handle.createReadStream({ highWaterMark: 1 << 20, ...(range ? { start: range.start, end: range.end } : {}) });
   }
 
   async openPositional(digest: ParsedDigest): Promise<PositionalReader> {
-    let handle: Awaited<ReturnType<typeof open>>;
-    try {
-      handle = await open(this.#path(blobKey(digest)), 'r');
-    } catch (err) {
-      if (isMissing(err)) throw new BlobNotFound(digest.value);
-      throw err;
-    }
+    const handle = await this.#openBlob(digest);
     const { size } = await handle.stat();
     return {
       size,
