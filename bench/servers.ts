@@ -119,7 +119,7 @@ export async function startBerth(workDir: string, options: { nodeArgs?: readonly
   const fd = openSync(logFile, 'a');
   const child = spawn(
     process.execPath,
-    [...(options.nodeArgs ?? []), path.join(REPO_ROOT, 'bin/berth.js'), 'serve', '--addr', `127.0.0.1:${port}`, '--data-dir', dataDir],
+    [...(options.nodeArgs ?? []), '--max-semi-space-size=1', path.join(REPO_ROOT, 'bin/berth.js'), 'serve', '--addr', `127.0.0.1:${port}`, '--data-dir', dataDir],
     { cwd: REPO_ROOT, stdio: ['ignore', fd, fd], env: cleanEnv() },
   );
   closeSync(fd);
