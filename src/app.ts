@@ -73,6 +73,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       limits: { tagsPageMax: config.registry.tagsPageMax, catalogPageMax: config.registry.catalogPageMax, referrersPageMax: config.registry.referrersPageMax },
     }),
     metrics,
+    externalUrl: config.server.externalUrl,
   };
   await http.register(async (scope) => registryRoutes(scope, registry));
 

@@ -25,7 +25,7 @@ export const CONFIG_SCHEMA = {
   dataDir: str('./data', 'Folder for the embedded database, blobs and keys. Relative paths are resolved from the working directory.'),
   server: {
     addr: str('0.0.0.0:5000', 'HOST:PORT the HTTP server listens on.'),
-    externalUrl: str('', 'Public base URL (e.g. https://registry.example.com); empty means derive it from the request.'),
+    externalUrl: str('', 'Public base URL (e.g. https://registry.example.com) for absolute Location headers; empty means relative ones (/v2/…).'),
     maxHeaderBytes: int(16384, 'Largest request header block accepted; larger requests get 431.', 1024, 1 << 20),
     shutdownTimeoutSeconds: int(30, 'How long a graceful shutdown waits for requests in flight and running jobs.', 0, 3600),
   },
@@ -43,7 +43,6 @@ export const CONFIG_SCHEMA = {
     tagsPageMax: int(1000, 'Most entries returned by one tags/list page; larger n is clamped.', 1, 100000),
     catalogPageMax: int(1000, 'Most entries returned by one _catalog page; larger n is clamped.', 1, 100000),
     referrersPageMax: int(1000, 'Most descriptors returned by one referrers page before a Link header.', 1, 100000),
-    manifestCacheEntries: int(10000, 'Manifests kept in the in-process read cache (0 disables it).', 0, 10_000_000),
   },
   uploads: {
     maxBlobBytes: int(0, 'Largest blob accepted, in bytes (0 means no limit).'),

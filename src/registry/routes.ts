@@ -15,6 +15,8 @@ export interface RegistryRoutesDeps {
   readonly manifests: ManifestService;
   readonly listings: ListingService;
   readonly metrics: Metrics;
+  /** server.externalUrl: Location headers are absolute under it; relative when it is empty. */
+  readonly externalUrl: string;
 }
 
 type Query = Record<string, string | undefined>;
@@ -55,6 +57,7 @@ function linkHeader(path: string, params: Record<string, string>): string {
 
 /** The /v2 API. Bodies stay streams: every content-type parser is replaced by a pass-through. */
 export async function registryRoutes(app: FastifyInstance, deps: RegistryRoutesDeps): Promise<void> {
+  const base = deps.externalUrl.replace(/\/+$/, '');
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
 
@@ -110,12 +113,12 @@ export async function registryRoutes(app: FastifyInstance, deps: RegistryRoutesD
         return blob(route.name, route.digest, request, reply);
 
       case 'uploads': {
-        const location = (id: string) => `/v2/${route.name}/blobs/uploads/${id}`;
+        const location = (id: string) => `${base}/v2/${route.name}/blobs/uploads/${id}`;
         const result = await deps.uploads.start(route.name, { digest: query.digest, mount: query.mount, from: query.from }, chunkOf(request.raw, undefined));
         if (result.kind === 'blob') {
           return reply
             .code(201)
-            .header('location', `/v2/${route.name}/blobs/${result.digest}`)
+            .header('location', `${base}/v2/${route.name}/blobs/${result.digest}`)
             .header('docker-content-digest', result.digest)
             .header('content-length', '0')
             .send();
@@ -139,7 +142,7 @@ export async function registryRoutes(app: FastifyInstance, deps: RegistryRoutesD
   }
 
   async function upload(name: string, id: string, request: FastifyRequest, reply: FastifyReply, query: Query): Promise<FastifyReply> {
-    const location = `/v2/${name}/blobs/uploads/${id}`;
+    const location = `${base}/v2/${name}/blobs/uploads/${id}`;
     const progress = (offset: number) =>
       reply.header('location', location).header('range', rangeHeader(offset)).header('docker-upload-uuid', id).header('content-length', '0');
     switch (request.method) {
@@ -158,7 +161,7 @@ export async function registryRoutes(app: FastifyInstance, deps: RegistryRoutesD
         const digest = await deps.uploads.complete(name, id, query.digest, chunkOf(request.raw, range), location);
         return reply
           .code(201)
-          .header('location', `/v2/${name}/blobs/${digest}`)
+          .header('location', `${base}/v2/${name}/blobs/${digest}`)
           .header('docker-content-digest', digest)
           .header('content-length', '0')
           .send();
@@ -199,7 +202,7 @@ export async function registryRoutes(app: FastifyInstance, deps: RegistryRoutesD
       deps.metrics.bytesReceived.inc(result.size);
       return reply
         .code(201)
-        .header('location', `/v2/${name}/manifests/${result.digest}`)
+        .header('location', `${base}/v2/${name}/manifests/${result.digest}`)
         .header('docker-content-digest', result.digest)
         .header('content-length', '0')
         .send();
