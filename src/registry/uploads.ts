@@ -1,5 +1,5 @@
 import type { Hash } from 'node:crypto';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { KeyedMutex } from '../platform/lib/keyed-mutex.ts';
 import { newUploadId } from '../platform/lib/ids.ts';
@@ -330,4 +330,3 @@ function limitTo(limit: number) {
   };
 }
 
-export const emptyBody = (): Readable => Readable.from([]);

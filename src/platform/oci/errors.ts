@@ -47,7 +47,3 @@ export class OciError extends Error {
     this.headers = headers;
   }
 }
-
-export function isOciError(err: unknown): err is OciError {
-  return err instanceof OciError;
-}

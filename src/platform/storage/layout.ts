@@ -8,10 +8,10 @@ import type { ParsedDigest } from '../oci/digest.ts';
  *   ├── blobs/
  *   │   └── <algorithm>/<first two hex digits>/<hex>   committed blobs: immutable, content-addressed,
  *   │                                                   stored once for the whole registry
- *   ├── uploads/
- *   │   └── <upload id>                                 bytes received so far for one upload session
- *   └── tmp/                                            scratch files of one-pass writes, renamed
- *                                                        into blobs/ once verified
+ *   └── uploads/
+ *       └── <upload id>                                 bytes received so far for one upload (a
+ *                                                       session, or a one-request monolithic push),
+ *                                                       renamed into blobs/ once its digest matched
  *
  * Repository membership, tags and manifests are not here: they live in the database.
  */
@@ -25,4 +25,3 @@ export function uploadKey(uploadId: string): string {
 
 export const BLOBS_PREFIX = 'blobs';
 export const UPLOADS_PREFIX = 'uploads';
-export const TMP_PREFIX = 'tmp';
