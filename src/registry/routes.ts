@@ -61,8 +61,14 @@ export async function registryRoutes(app: FastifyInstance, deps: RegistryRoutesD
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
 
-  app.addHook('onRequest', async (_request, reply) => {
+  // Bodies here are blob bytes or manifests, whatever Content-Type a client sends (the reference
+  // registry accepts any). Fastify refuses a Content-Type it cannot parse ("foo", ";;;") before any
+  // parser runs, so the header is set aside before parsing and read back by the manifest handler.
+  const declaredContentType = new WeakMap<FastifyRequest, string | undefined>();
+  app.addHook('onRequest', async (request, reply) => {
     reply.header('docker-distribution-api-version', 'registry/2.0');
+    declaredContentType.set(request, request.headers['content-type']);
+    if (request.headers['content-type'] !== undefined) request.headers['content-type'] = 'application/octet-stream';
   });
 
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
@@ -197,7 +203,7 @@ export async function registryRoutes(app: FastifyInstance, deps: RegistryRoutesD
 
   async function manifest(name: string, reference: string, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
     if (request.method === 'PUT') {
-      const result = await deps.manifests.put(name, reference, request.headers['content-type'], request.raw, contentLengthOf(request.raw));
+      const result = await deps.manifests.put(name, reference, declaredContentType.get(request), request.raw, contentLengthOf(request.raw));
       if (result.subject) reply.header('oci-subject', result.subject);
       deps.metrics.bytesReceived.inc(result.size);
       return reply
