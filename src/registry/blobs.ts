@@ -10,6 +10,8 @@ export type BlobContent = { readonly kind: 'positional'; readonly reader: Positi
 export interface BlobHead {
   readonly digest: string;
   readonly size: number;
+  /** Set when the digest names a manifest of the repository: manifests are readable as blobs too, as in distribution. */
+  readonly manifest?: Uint8Array;
 }
 
 /**
@@ -50,8 +52,10 @@ export class BlobService {
     assertRepositoryName(repository);
     const digest = parseDigest(digestText);
     const size = await this.#store.linkedBlobSizeByName(repository, digest.value);
-    if (size === undefined) throw new OciError('BLOB_UNKNOWN', 'blob unknown to registry', { digest: digest.value });
-    return { digest: digest.value, size };
+    if (size !== undefined) return { digest: digest.value, size };
+    const { manifest } = await this.#store.findManifest(repository, { digest: digest.value });
+    if (!manifest) throw new OciError('BLOB_UNKNOWN', 'blob unknown to registry', { digest: digest.value });
+    return { digest: digest.value, size: manifest.size, manifest: manifest.content };
   }
 
   /** Opens the blob's bytes for sending: positional reads where the driver offers them, else a stream. */

@@ -188,9 +188,14 @@ export async function registryRoutes(app: FastifyInstance, deps: RegistryRoutesD
     if (noneMatch(request.headers['if-none-match'], etag)) return cacheable().code(304).send();
     const range = parseRangeHeader(request.headers.range, head.size);
     const length = range ? range.end - range.start + 1 : head.size;
-    const content = request.method === 'HEAD' ? undefined : await deps.blobs.open(head.digest, range);
+    const content = request.method === 'HEAD' || head.manifest ? undefined : await deps.blobs.open(head.digest, range);
     cacheable().header('content-type', 'application/octet-stream').header('content-length', String(length));
     if (range) reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${head.size}`);
+    if (head.manifest && request.method !== 'HEAD') {
+      deps.metrics.bytesSent.inc(length);
+      const bytes = Buffer.from(head.manifest.buffer, head.manifest.byteOffset, head.manifest.byteLength);
+      return reply.send(range ? bytes.subarray(range.start, range.end + 1) : bytes);
+    }
     if (!content) return reply.send();
     deps.metrics.bytesSent.inc(length);
     if (content.kind === 'stream') return reply.send(content.stream);
