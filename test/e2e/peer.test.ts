@@ -5,10 +5,10 @@
  * Runs on SQLite and on PostgreSQL.
  */
 import assert from 'node:assert/strict';
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { BACKENDS, createTestDatabase } from '../helpers/backends.ts';
+import { BACKENDS } from '../helpers/backends.ts';
 import {
   type AppImage,
   ARCHES,
@@ -28,7 +28,7 @@ import {
   skopeoCopy,
   skopeoRaw,
   skopeoTags,
-  startBerth,
+  startBerthOn,
   startReferenceRegistry,
 } from '../helpers/e2e.ts';
 
@@ -76,10 +76,7 @@ for (const backend of BACKENDS) {
 
     before(async () => {
       dir = path.join(work, backend);
-      await mkdir(dir);
-      const database = await createTestDatabase(backend);
-      cleanup.add('drop the test database', () => database.drop());
-      berth = await startBerth({ dataDir: path.join(dir, 'data'), ...(database.url ? { databaseUrl: database.url } : {}) });
+      berth = await startBerthOn(backend, dir, cleanup);
       cleanup.add('stop berth', () => berth.stop());
     });
     after(() => cleanup.run());

@@ -4,10 +4,9 @@
  * Runs on SQLite and on PostgreSQL.
  */
 import assert from 'node:assert/strict';
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { BACKENDS, createTestDatabase } from '../helpers/backends.ts';
+import { BACKENDS } from '../helpers/backends.ts';
 import {
   type AppImage,
   ARCHES,
@@ -26,7 +25,7 @@ import {
   skopeoCopy,
   skopeoRaw,
   skopeoTags,
-  startBerth,
+  startBerthOn,
   unpackImage,
 } from '../helpers/e2e.ts';
 
@@ -53,10 +52,7 @@ for (const backend of BACKENDS) {
 
     before(async () => {
       dir = path.join(work, backend);
-      await mkdir(dir);
-      const database = await createTestDatabase(backend);
-      cleanup.add('drop the test database', () => database.drop());
-      berth = await startBerth({ dataDir: path.join(dir, 'data'), ...(database.url ? { databaseUrl: database.url } : {}) });
+      berth = await startBerthOn(backend, dir, cleanup);
       // `berth` is reassigned by the restart; stop whichever process is current.
       cleanup.add('stop berth', () => berth.stop());
       c = await containersEnv(path.join(dir, 'containers'), [berth.host]);

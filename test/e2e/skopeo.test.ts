@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { BACKENDS, createTestDatabase } from '../helpers/backends.ts';
+import { BACKENDS } from '../helpers/backends.ts';
 import {
   type AppImage,
   ARCHES,
@@ -29,7 +29,7 @@ import {
   skopeoInspect,
   skopeoRaw,
   skopeoTags,
-  startBerth,
+  startBerthOn,
   unpackImage,
 } from '../helpers/e2e.ts';
 
@@ -57,10 +57,7 @@ for (const backend of BACKENDS) {
 
     before(async () => {
       dir = path.join(work, backend);
-      await mkdir(dir);
-      const database = await createTestDatabase(backend);
-      cleanup.add('drop the test database', () => database.drop());
-      berth = await startBerth({ dataDir: path.join(dir, 'data'), ...(database.url ? { databaseUrl: database.url } : {}) });
+      berth = await startBerthOn(backend, dir, cleanup);
       cleanup.add('stop berth', () => berth.stop());
       c = await containersEnv(path.join(dir, 'containers'), [berth.host]);
     });

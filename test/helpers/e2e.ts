@@ -22,6 +22,7 @@ import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promise
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { type Backend, createTestDatabase } from './backends.ts';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '../..');
 const MAIN = path.join(REPO_ROOT, 'src/main.ts');
@@ -313,6 +314,17 @@ export async function startBerth(options: BerthOptions): Promise<BerthProcess> {
       if (options.port !== undefined || attempt >= 3 || !/EADDRINUSE/.test((err as Error).message)) throw err;
     }
   }
+}
+
+/**
+ * Berth in `dir` (made here) on a fresh test database of `backend`, which `cleanup` drops. The
+ * caller stops the process (a restart test replaces it).
+ */
+export async function startBerthOn(backend: Backend, dir: string, cleanup: Cleanup): Promise<BerthProcess> {
+  await mkdir(dir);
+  const database = await createTestDatabase(backend);
+  cleanup.add('drop the test database', () => database.drop());
+  return startBerth({ dataDir: path.join(dir, 'data'), ...(database.url ? { databaseUrl: database.url } : {}) });
 }
 
 async function spawnBerth(options: BerthOptions, port: number): Promise<BerthProcess> {
