@@ -175,6 +175,11 @@ export async function seed(baseUrl: string, ctx: Context, log: (line: string) =>
 }
 
 /** Runs `op` with a fresh keep-alive client of `concurrency` sockets, closed afterwards. */
+/** One client, one operation at a time, within the scenario's budget (or the given time). */
+function oneAtATime(target: SeededTarget, budget: { readonly maxOps: number; readonly maxMs: number }, maxMs: number | undefined, op: (client: Client) => Promise<number>): Promise<LoadResult> {
+  return withClient(target, 1, (client) => runLoad({ concurrency: 1, maxOps: budget.maxOps, maxMs: maxMs ?? budget.maxMs, op: () => op(client) }));
+}
+
 async function withClient(target: SeededTarget, concurrency: number, fn: (client: Client) => Promise<LoadResult>): Promise<LoadResult> {
   const client = new Client(target.baseUrl, concurrency);
   try {
@@ -235,15 +240,7 @@ export function scenarios(p: Params): Scenario[] {
       unit: 'MB/s',
       goal: 1,
       concurrency: 1,
-      run: (target, ctx, maxMs) =>
-        withClient(target, 1, (client) =>
-          runLoad({
-            concurrency: 1,
-            maxOps: ctx.params.mono1.maxOps,
-            maxMs: maxMs ?? ctx.params.mono1.maxMs,
-            op: () => pushPostPut(client, 'bench/push-mono', ctx.families.mono1.variant(`mono1-${ctx.seq()}`)),
-          }),
-        ),
+      run: (target, ctx, maxMs) => oneAtATime(target, ctx.params.mono1, maxMs, (client) => pushPostPut(client, 'bench/push-mono', ctx.families.mono1.variant(`mono1-${ctx.seq()}`))),
     },
     {
       id: 'push-post-digest',
@@ -252,15 +249,7 @@ export function scenarios(p: Params): Scenario[] {
       goal: undefined,
       concurrency: 1,
       only: 'berth',
-      run: (target, ctx, maxMs) =>
-        withClient(target, 1, (client) =>
-          runLoad({
-            concurrency: 1,
-            maxOps: ctx.params.mono1.maxOps,
-            maxMs: maxMs ?? ctx.params.mono1.maxMs,
-            op: () => pushPostDigest(client, 'bench/push-post-digest', ctx.families.mono1.variant(`postdigest-${ctx.seq()}`)),
-          }),
-        ),
+      run: (target, ctx, maxMs) => oneAtATime(target, ctx.params.mono1, maxMs, (client) => pushPostDigest(client, 'bench/push-post-digest', ctx.families.mono1.variant(`postdigest-${ctx.seq()}`))),
     },
     {
       id: 'push-mono-big',
@@ -268,15 +257,7 @@ export function scenarios(p: Params): Scenario[] {
       unit: 'MB/s',
       goal: 1,
       concurrency: 1,
-      run: (target, ctx, maxMs) =>
-        withClient(target, 1, (client) =>
-          runLoad({
-            concurrency: 1,
-            maxOps: ctx.params.mono64.maxOps,
-            maxMs: maxMs ?? ctx.params.mono64.maxMs,
-            op: () => pushPostPut(client, 'bench/push-mono', ctx.families.big.variant(`mono64-${ctx.seq()}`)),
-          }),
-        ),
+      run: (target, ctx, maxMs) => oneAtATime(target, ctx.params.mono64, maxMs, (client) => pushPostPut(client, 'bench/push-mono', ctx.families.big.variant(`mono64-${ctx.seq()}`))),
     },
     {
       id: 'push-chunked',
@@ -284,15 +265,7 @@ export function scenarios(p: Params): Scenario[] {
       unit: 'MB/s',
       goal: 1,
       concurrency: 1,
-      run: (target, ctx, maxMs) =>
-        withClient(target, 1, (client) =>
-          runLoad({
-            concurrency: 1,
-            maxOps: ctx.params.chunked.maxOps,
-            maxMs: maxMs ?? ctx.params.chunked.maxMs,
-            op: () => pushChunked(client, 'bench/push-chunked', ctx.families.big.variant(`chunked-${ctx.seq()}`), ctx.params.chunked.chunk),
-          }),
-        ),
+      run: (target, ctx, maxMs) => oneAtATime(target, ctx.params.chunked, maxMs, (client) => pushChunked(client, 'bench/push-chunked', ctx.families.big.variant(`chunked-${ctx.seq()}`), ctx.params.chunked.chunk)),
     },
     {
       id: 'push-concurrent',
