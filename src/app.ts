@@ -36,10 +36,13 @@ export interface App {
 
 /** The composition root: config → platform → capabilities → HTTP server. */
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
+  // The logger comes with the HTTP server, built after the database is migrated.
+  let warnIdleConnectionError = (_error: Error): void => {};
   const database = createDatabase({
     url: config.database.url,
     sqliteFile: resolveDataPath(config, 'berth.db'),
     poolSize: config.database.poolSize,
+    onIdleConnectionError: (error) => warnIdleConnectionError(error),
   });
   await database.migrate();
 
@@ -53,6 +56,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     metrics,
     ...(options.logStream ? { logStream: options.logStream } : {}),
   });
+
+  warnIdleConnectionError = (error) => http.log.warn({ component: 'database', err: error.message }, 'an idle database connection failed; the pool replaces it');
 
   const store = new RegistryStore(database.db);
   const uploads = new UploadService({

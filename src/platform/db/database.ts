@@ -17,6 +17,12 @@ export interface DatabaseOptions {
   /** SQLite file path, used when url is empty. */
   sqliteFile: string;
   poolSize?: number;
+  /**
+   * Told about errors on idle PostgreSQL connections (the server restarted, an admin killed the
+   * backend, a socket still closing after shutdown). pg emits these on the pool; without a
+   * listener they would crash the process. The pool drops the broken client and opens a new one.
+   */
+  onIdleConnectionError?: (error: Error) => void;
 }
 
 export interface DatabaseHandle {
@@ -77,9 +83,9 @@ export function createDatabase(options: DatabaseOptions): DatabaseHandle {
   const dialect: DialectName = options.url ? 'postgres' : 'sqlite';
   let db: Kysely<Database>;
   if (dialect === 'postgres') {
-    db = new Kysely<Database>({
-      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 10 }) }),
-    });
+    const pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 10 });
+    pool.on('error', (error) => options.onIdleConnectionError?.(error));
+    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   } else {
     mkdirSync(path.dirname(options.sqliteFile), { recursive: true });
     db = new Kysely<Database>({ dialect: new SqliteDialect({ database: nodeSqlite(options.sqliteFile) }) });
