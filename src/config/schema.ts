@@ -23,6 +23,7 @@ const oneOf = <T extends string>(value: T, values: readonly T[], doc: string): E
 
 export const CONFIG_SCHEMA = {
   dataDir: str('./data', 'Folder for the embedded database, blobs and keys. Relative paths are resolved from the working directory.'),
+  adminPassword: str('', 'Password of the admin user created on first start; empty generates one and logs it once. Ignored once admin exists.'),
   server: {
     addr: str('0.0.0.0:5000', 'HOST:PORT the HTTP server listens on.'),
     externalUrl: str('', 'Public base URL (e.g. https://registry.example.com) for absolute Location headers; empty means relative ones (/v2/…).'),
@@ -56,6 +57,20 @@ export const CONFIG_SCHEMA = {
     logLinesPerJob: int(1000, 'Log lines kept per job; older lines are dropped.', 1, 1_000_000),
     schedulerTickMs: int(1000, 'How often due cron schedules are looked for, in milliseconds.', 10, 3_600_000),
     keepFinishedDays: int(14, 'Finished jobs and their logs are deleted this many days after they finished (0 keeps them).', 0, 36500),
+  },
+  auth: {
+    enabled: bool(true, 'Authenticate and authorise every request (Docker token auth on /v2, Harbor roles). false serves /v2 openly, like a bare reference registry.'),
+    service: str('berth', 'Token service name: the audience of registry tokens and the service of the challenge.'),
+    tokenKeyFile: str('', 'PEM file of the EC P-256 key that signs registry tokens; created when missing. Empty means <dataDir>/secret/token.key.'),
+    tokenLifetimeSeconds: int(1800, 'How long a registry token is valid.', 60, 7 * 86400),
+    sessionTimeoutMinutes: int(60, 'A web session ends after this long without a request.', 1, 7 * 24 * 60),
+    passwordMinLength: int(8, 'Shortest password accepted for a local user.', 8, 128),
+    projectCreation: oneOf('everyone', ['everyone', 'adminonly'] as const, 'Who may create projects: every logged-in user, or system admins only.'),
+    robotNamePrefix: str('robot$', 'Prefix of robot account names.'),
+    robotDefaultDays: int(30, 'Lifetime of a robot account created without a duration, in days (-1: never expires).', -1, 36500),
+  },
+  quota: {
+    defaultStorageBytes: int(-1, 'Storage quota of a new project in bytes (-1: unlimited). Changing it leaves existing projects alone.', -1),
   },
   log: {
     level: oneOf('info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'Log level of the JSON logs on stdout.'),

@@ -120,9 +120,89 @@ const m0002_jobs: Migration = {
   },
 };
 
+/**
+ * Users, projects and their members, robot accounts, sessions and storage quotas (src/iam,
+ * src/projects). `project_blobs` is the quota ledger: each blob (and manifest) a project holds,
+ * once, whatever the number of its repositories that link it.
+ */
+const m0003_iam_projects: Migration = {
+  async up(db) {
+    const t = dialectTypes(dialectOf(db));
+    await exec(db, [
+      `create table users (
+        id ${t.serialId},
+        username ${t.sortableText} not null unique,
+        email text,
+        realname text not null,
+        comment text not null,
+        password_hash text not null,
+        sysadmin integer not null,
+        created_at ${t.int64} not null,
+        updated_at ${t.int64} not null)`,
+      'create unique index users_email on users (email) where email is not null',
+      `create table projects (
+        id ${t.serialId},
+        name ${t.sortableText} not null unique,
+        owner_id ${t.int64} references users(id) on delete set null,
+        public integer not null,
+        metadata text not null,
+        created_at ${t.int64} not null,
+        updated_at ${t.int64} not null)`,
+      `create table project_members (
+        id ${t.serialId},
+        project_id ${t.int64} not null references projects(id) on delete cascade,
+        user_id ${t.int64} not null references users(id) on delete cascade,
+        role_id integer not null,
+        created_at ${t.int64} not null,
+        updated_at ${t.int64} not null,
+        unique (project_id, user_id))`,
+      'create index project_members_user on project_members (user_id)',
+      `create table robots (
+        id ${t.serialId},
+        name ${t.sortableText} not null unique,
+        description text not null,
+        level text not null,
+        project_id ${t.int64} references projects(id) on delete cascade,
+        secret_hash text not null,
+        disabled integer not null,
+        duration integer not null,
+        expires_at ${t.int64} not null,
+        permissions text not null,
+        creator_type text not null,
+        creator_ref text not null,
+        created_at ${t.int64} not null,
+        updated_at ${t.int64} not null)`,
+      'create index robots_project on robots (project_id)',
+      `create table quotas (
+        id ${t.serialId},
+        project_id ${t.int64} not null unique references projects(id) on delete cascade,
+        hard ${t.int64} not null,
+        used ${t.int64} not null,
+        created_at ${t.int64} not null,
+        updated_at ${t.int64} not null)`,
+      `create table project_blobs (
+        project_id ${t.int64} not null references projects(id) on delete cascade,
+        digest text not null,
+        size ${t.int64} not null,
+        created_at ${t.int64} not null,
+        primary key (project_id, digest))`,
+      `create table sessions (
+        id text primary key,
+        user_id ${t.int64} not null references users(id) on delete cascade,
+        csrf_token text not null,
+        created_at ${t.int64} not null,
+        last_seen_at ${t.int64} not null,
+        expires_at ${t.int64} not null)`,
+      'create index sessions_expires on sessions (expires_at)',
+      'alter table repositories add column description text',
+    ]);
+  },
+};
+
 export const MIGRATIONS: Record<string, Migration> = {
   '0001_registry_core': m0001_registry_core,
   '0002_jobs': m0002_jobs,
+  '0003_iam_projects': m0003_iam_projects,
 };
 
 export const migrationProvider: MigrationProvider = {

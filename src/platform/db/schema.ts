@@ -6,6 +6,8 @@ export interface RepositoryTable {
   name: string;
   created_at: number;
   updated_at: number;
+  /** Set through the management API; null until then. */
+  description: string | null;
 }
 
 export interface BlobTable {
@@ -111,6 +113,89 @@ export interface ScheduleTable {
   updated_at: number;
 }
 
+/** A local user. `password_hash` is argon2id in PHC form. */
+export interface UserTable {
+  id: Generated<number>;
+  username: string;
+  email: string | null;
+  realname: string;
+  comment: string;
+  password_hash: string;
+  sysadmin: number;
+  created_at: number;
+  updated_at: number;
+}
+
+/** A project: the first path component of its repositories' names. `metadata` is JSON text (Harbor's string map). */
+export interface ProjectTable {
+  id: Generated<number>;
+  name: string;
+  owner_id: number | null;
+  public: number;
+  metadata: string;
+  created_at: number;
+  updated_at: number;
+}
+
+/** A user's role in a project (Harbor's role ids, src/iam/rbac.ts). */
+export interface ProjectMemberTable {
+  id: Generated<number>;
+  project_id: number;
+  user_id: number;
+  role_id: number;
+  created_at: number;
+  updated_at: number;
+}
+
+/** A robot account. `permissions` is JSON text: [{kind, namespace, access: [{resource, action, effect}]}]. */
+export interface RobotTable {
+  id: Generated<number>;
+  /** The full name clients log in with: robot$<project>+<name> or robot$<name>. */
+  name: string;
+  description: string;
+  level: 'system' | 'project';
+  project_id: number | null;
+  secret_hash: string;
+  disabled: number;
+  /** Days it was created for; -1 means it never expires. */
+  duration: number;
+  /** Epoch milliseconds; -1 means never. */
+  expires_at: number;
+  permissions: string;
+  creator_type: string;
+  creator_ref: string;
+  created_at: number;
+  updated_at: number;
+}
+
+/** A project's storage quota in bytes; hard -1 means unlimited. `used` is the sum of its project_blobs. */
+export interface QuotaTable {
+  id: Generated<number>;
+  project_id: number;
+  hard: number;
+  used: number;
+  created_at: number;
+  updated_at: number;
+}
+
+/** The quota ledger: every blob or manifest a project holds, counted once. */
+export interface ProjectBlobTable {
+  project_id: number;
+  digest: string;
+  size: number;
+  created_at: number;
+}
+
+/** A web session. `id` is the SHA-256 of the cookie value, so a database leak yields no usable cookie. */
+export interface SessionTable {
+  id: string;
+  user_id: number;
+  csrf_token: string;
+  created_at: number;
+  last_seen_at: number;
+  expires_at: number;
+}
+
 export interface Database {
   repositories: RepositoryTable;
   blobs: BlobTable;
@@ -123,4 +208,11 @@ export interface Database {
   job_logs: JobLogTable;
   job_kind_pauses: JobKindPauseTable;
   schedules: ScheduleTable;
+  users: UserTable;
+  projects: ProjectTable;
+  project_members: ProjectMemberTable;
+  robots: RobotTable;
+  quotas: QuotaTable;
+  project_blobs: ProjectBlobTable;
+  sessions: SessionTable;
 }

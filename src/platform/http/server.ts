@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import { OciError } from '../oci/errors.ts';
+import { ApiError, sendApiError, toApiError } from './api.ts';
 import { errorBody, sendOciError, statusOf, toOciError } from './errors.ts';
 import type { Metrics } from './metrics.ts';
 
@@ -48,12 +49,16 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     // One access-log line per request comes from our onResponse hook instead.
     logController: new LogController({ disableRequestLogging: true }),
     exposeHeadRoutes: false,
+    // Path parameters carry project and repository names (up to 255 characters, more when encoded).
+    routerOptions: { maxParamLength: 2048 },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     // A path that cannot be percent-decoded matches no route: answer like any unknown route, in the OCI error shape.
     frameworkErrors(err, request, reply) {
       reply.header('x-request-id', request.id);
       const notFound = err.code === 'FST_ERR_BAD_URL';
+      // The management API answers in Harbor's codes; everything else in the registry's.
+      if (request.url.startsWith('/api/')) return sendApiError(reply, notFound ? new ApiError('NOT_FOUND', 'malformed URL') : toApiError(err));
       return sendOciError(reply, notFound ? toOciError({ statusCode: 404, message: 'malformed URL' }) : toOciError(err));
     },
     clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket) {
