@@ -2,6 +2,7 @@ import { configCheck } from './cli/config-check.ts';
 import { parseFlags } from './cli/flags.ts';
 import { migrate } from './cli/migrate.ts';
 import { serve } from './cli/serve.ts';
+import { user } from './cli/user.ts';
 import { ConfigError } from './config/load.ts';
 
 const USAGE = `usage: berth <command> [flags]
@@ -10,9 +11,10 @@ commands:
   serve          run the registry        [--addr HOST:PORT] [--data-dir DIR] [--config FILE] [--database-url URL]
   migrate        bring the database schema up to date   [--config FILE] [--data-dir DIR] [--database-url URL]
   config-check   validate a config file  FILE
+  user           manage local users: create NAME, password NAME, promote NAME, list   (berth user help)
 `;
 
-const COMMANDS: Record<string, typeof serve> = { serve, migrate, 'config-check': configCheck };
+const COMMANDS: Record<string, typeof serve> = { serve, migrate, 'config-check': configCheck, user };
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;

@@ -5,6 +5,14 @@ export interface CliFlags {
   readonly addr: string | undefined;
   readonly dataDir: string | undefined;
   readonly databaseUrl: string | undefined;
+  /** `berth user`: the password to set (prefer --password-stdin: arguments show in `ps`). */
+  readonly password: string | undefined;
+  /** `berth user`: read the password from the first line of standard input. */
+  readonly passwordStdin: boolean;
+  /** `berth user create`: the user's email. */
+  readonly email: string | undefined;
+  /** `berth user create`: make the user a system administrator. */
+  readonly admin: boolean;
   readonly positionals: string[];
 }
 
@@ -17,9 +25,23 @@ export function parseFlags(args: string[]): CliFlags {
       addr: { type: 'string' },
       'data-dir': { type: 'string' },
       'database-url': { type: 'string' },
+      password: { type: 'string' },
+      'password-stdin': { type: 'boolean' },
+      email: { type: 'string' },
+      admin: { type: 'boolean' },
     },
   });
-  return { config: values.config, addr: values.addr, dataDir: values['data-dir'], databaseUrl: values['database-url'], positionals };
+  return {
+    config: values.config,
+    addr: values.addr,
+    dataDir: values['data-dir'],
+    databaseUrl: values['database-url'],
+    password: values.password,
+    passwordStdin: values['password-stdin'] ?? false,
+    email: values.email,
+    admin: values.admin ?? false,
+    positionals,
+  };
 }
 
 /** CLI flags in the shape of the config file, so they go through the same validation. */

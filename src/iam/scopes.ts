@@ -202,8 +202,10 @@ function quoted(value: string): string {
  * `Bearer realm="https://reg.example/service/token",service="berth",scope="repository:a/b:pull,push"`.
  * Several accesses share one scope attribute, separated by spaces; none (for `/v2/`) omits it.
  */
-export function bearerChallenge(realm: string, service: string, access: readonly ResourceAccess[]): string {
+export function bearerChallenge(realm: string, service: string, access: readonly ResourceAccess[], error?: 'invalid_token' | 'insufficient_scope'): string {
   let challenge = `Bearer realm=${quoted(realm)},service=${quoted(service)}`;
   if (access.length > 0) challenge += `,scope=${quoted(access.map(formatScope).join(' '))}`;
+  // RFC 6750 §3: when a token was presented, say why it failed; containerd then stops retrying it.
+  if (error) challenge += `,error=${quoted(error)}`;
   return challenge;
 }
