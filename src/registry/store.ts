@@ -35,14 +35,34 @@ export interface UploadRow {
   readonly offset: number;
 }
 
+/**
+ * Storage quota accounting the registry runs inside its own transactions (src/projects/quota-ledger.ts).
+ * Absent when auth is off: there are no projects then.
+ */
+export interface RegistryQuota {
+  /** Refuses early, before bytes are published, when the items would not fit. */
+  precheck(db: Kysely<Database>, repositoryId: number, items: readonly { digest: string; size: number }[]): Promise<void>;
+  /** Charges what is new to the repository's project; throws OciError DENIED past the limit (the transaction then rolls back). */
+  charge(trx: Kysely<Database>, repositoryId: number, items: readonly { digest: string; size: number }[]): Promise<void>;
+  /** Releases candidates the project no longer references. */
+  release(trx: Kysely<Database>, repositoryId: number, candidates: readonly string[]): Promise<void>;
+}
+
 /** The registry's queries. The database is the source of truth for repositories, links, manifests and tags. */
 export class RegistryStore {
   readonly #db: Kysely<Database>;
   readonly #now: () => number;
+  readonly #quota: RegistryQuota | undefined;
 
-  constructor(db: Kysely<Database>, now: () => number = Date.now) {
+  constructor(db: Kysely<Database>, now: () => number = Date.now, quota?: RegistryQuota) {
     this.#db = db;
     this.#now = now;
+    this.#quota = quota;
+  }
+
+  /** Throws OciError DENIED when storing these in the repository would pass its project's quota. */
+  async precheckQuota(repositoryId: number, items: readonly { digest: string; size: number }[]): Promise<void> {
+    await this.#quota?.precheck(this.#db, repositoryId, items);
   }
 
   async findRepositoryId(name: string): Promise<number | undefined> {
@@ -105,6 +125,7 @@ export class RegistryStore {
         .values({ repository_id: repositoryId, digest, created_at: now })
         .onConflict((oc) => oc.columns(['repository_id', 'digest']).doNothing())
         .execute();
+      await this.#quota?.charge(trx, repositoryId, [{ digest, size }]);
     });
   }
 
@@ -201,6 +222,7 @@ export class RegistryStore {
         for (let i = 0; i < edges.length; i += 500) {
           await trx.insertInto('manifest_references').values(edges.slice(i, i + 500)).onConflict((oc) => oc.doNothing()).execute();
         }
+        if (this.#quota) await this.#quota.charge(trx, repositoryId, await this.#sizesOf(trx, repositoryId, manifest));
       }
       if (tag !== null) {
         await trx
@@ -211,6 +233,27 @@ export class RegistryStore {
       }
       await trx.updateTable('repositories').set({ updated_at: now }).where('id', '=', repositoryId).execute();
     });
+  }
+
+  /** The manifest and everything it references, with sizes: what a manifest PUT charges to the quota. */
+  async #sizesOf(trx: Kysely<Database>, repositoryId: number, manifest: NewManifest): Promise<Array<{ digest: string; size: number }>> {
+    const items = [{ digest: manifest.digest, size: manifest.content.byteLength }];
+    const blobs = [...new Set(manifest.blobDigests)];
+    const children = [...new Set(manifest.childDigests)];
+    for (let i = 0; i < blobs.length; i += 500) {
+      items.push(...(await trx.selectFrom('blobs').select(['digest', 'size']).where('digest', 'in', blobs.slice(i, i + 500)).execute()));
+    }
+    for (let i = 0; i < children.length; i += 500) {
+      items.push(
+        ...(await trx
+          .selectFrom('manifests')
+          .select(['digest', 'size'])
+          .where('repository_id', '=', repositoryId)
+          .where('digest', 'in', children.slice(i, i + 500))
+          .execute()),
+      );
+    }
+    return items;
   }
 
   async resolveTag(repositoryId: number, tag: string): Promise<string | undefined> {
@@ -257,8 +300,36 @@ export class RegistryStore {
   /** Deletes a manifest and every tag pointing at it. */
   async deleteManifest(repositoryId: number, digest: string): Promise<boolean> {
     return this.#db.transaction().execute(async (trx) => {
+      const children = this.#quota
+        ? await trx.selectFrom('manifest_references').select('child_digest').where('repository_id', '=', repositoryId).where('parent_digest', '=', digest).execute()
+        : [];
       await trx.deleteFrom('tags').where('repository_id', '=', repositoryId).where('digest', '=', digest).execute();
       const result = await trx.deleteFrom('manifests').where('repository_id', '=', repositoryId).where('digest', '=', digest).executeTakeFirst();
+      const deleted = Number(result.numDeletedRows) > 0;
+      if (deleted) await this.#quota?.release(trx, repositoryId, [digest, ...children.map((c) => c.child_digest)]);
+      return deleted;
+    });
+  }
+
+  /**
+   * Deletes a repository with its tags, manifests and blob links, and gives its project back the
+   * space nothing else in the project references. Returns false when it did not exist.
+   */
+  async deleteRepository(repositoryId: number): Promise<boolean> {
+    return this.#db.transaction().execute(async (trx) => {
+      const candidates = this.#quota
+        ? [
+            ...(await trx.selectFrom('manifests').select('digest').where('repository_id', '=', repositoryId).execute()).map((r) => r.digest),
+            ...(await trx.selectFrom('repository_blobs').select('digest').where('repository_id', '=', repositoryId).execute()).map((r) => r.digest),
+          ]
+        : [];
+      await trx.deleteFrom('tags').where('repository_id', '=', repositoryId).execute();
+      await trx.deleteFrom('manifests').where('repository_id', '=', repositoryId).execute();
+      await trx.deleteFrom('repository_blobs').where('repository_id', '=', repositoryId).execute();
+      // Released while the repository row still names the project.
+      await this.#quota?.release(trx, repositoryId, candidates);
+      await trx.deleteFrom('uploads').where('repository_id', '=', repositoryId).execute();
+      const result = await trx.deleteFrom('repositories').where('id', '=', repositoryId).executeTakeFirst();
       return Number(result.numDeletedRows) > 0;
     });
   }

@@ -32,6 +32,11 @@ export interface UploadLimits {
   /** Largest blob accepted; 0 means no limit. */
   readonly maxBlobBytes: number;
   readonly expireAfterMs: number;
+  /**
+   * Mount without `from` (OCI 1.1: any blob the registry holds). Off when auth is on: knowing a
+   * digest must not copy a blob out of a project the caller cannot read; the client then uploads.
+   */
+  readonly mountWithoutFrom?: boolean;
 }
 
 /** The in-process running hash of an upload, valid while `offset` matches the session. */
@@ -110,7 +115,7 @@ export class UploadService {
       assertRepositoryName(from);
       const fromId = await this.#store.findRepositoryId(from);
       size = fromId === undefined ? undefined : await this.#store.linkedBlobSize(fromId, digest.value);
-    } else {
+    } else if (this.#limits.mountWithoutFrom !== false) {
       size = await this.#store.blobSize(digest.value);
     }
     if (size === undefined || !(await this.#blobs.stat(digest))) return undefined;
@@ -128,6 +133,7 @@ export class UploadService {
       const size = await this.#append(id, 0, chunk, hash);
       const actual = `${digest.algorithm}:${hash.digest('hex')}`;
       if (actual !== digest.value) throw new OciError('DIGEST_INVALID', 'uploaded content does not match the digest', { expected: digest.value, actual });
+      await this.#store.precheckQuota(repositoryId, [{ digest: digest.value, size }]);
       await this.#blobs.commitUpload(id, digest);
       await this.#store.linkBlob(repositoryId, digest.value, size);
     } catch (err) {
@@ -192,8 +198,15 @@ export class UploadService {
         await this.#discard(id);
         throw new OciError('DIGEST_INVALID', 'uploaded content does not match the digest', { expected: digest.value, actual });
       }
-      await this.#blobs.commitUpload(id, digest);
-      await this.#store.linkBlob(session.repository_id, digest.value, offset);
+      try {
+        // A push past the project's quota leaves nothing: no blob, no link, no session.
+        await this.#store.precheckQuota(session.repository_id, [{ digest: digest.value, size: offset }]);
+        await this.#blobs.commitUpload(id, digest);
+        await this.#store.linkBlob(session.repository_id, digest.value, offset);
+      } catch (err) {
+        if (err instanceof OciError && err.code === 'DENIED') await this.#discard(id);
+        throw err;
+      }
       await this.#store.deleteUpload(id);
       return digest.value;
     });
