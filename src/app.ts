@@ -13,6 +13,18 @@ import { ManifestService } from './registry/manifests.ts';
 import { registryRoutes } from './registry/routes.ts';
 import { RegistryStore } from './registry/store.ts';
 import { UploadService } from './registry/uploads.ts';
+import swagger from '@fastify/swagger';
+import { buildIam } from './iam/build.ts';
+import { apiAuthHook } from './iam/request-auth.ts';
+import { robotRoutes } from './iam/robot-routes.ts';
+import { registerSessionJobs, sessionRoutes } from './iam/sessions.ts';
+import { tokenRoutes } from './iam/registry-auth.ts';
+import { userRoutes } from './iam/user-routes.ts';
+import { useManagementApiConventions } from './platform/http/api.ts';
+import { QuotaLedger } from './projects/quota-ledger.ts';
+import { projectRoutes } from './projects/routes.ts';
+import { registryApiRoutes } from './registry/api-routes.ts';
+import { openApiOptions, systemRoutes } from './system/routes.ts';
 
 export interface AppOptions {
   /** Where JSON logs go; stdout when absent. */
@@ -59,12 +71,12 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
 
   warnIdleConnectionError = (error) => http.log.warn({ component: 'database', err: error.message }, 'an idle database connection failed; the pool replaces it');
 
-  const store = new RegistryStore(database.db);
+  const store = new RegistryStore(database.db, Date.now, config.auth.enabled ? new QuotaLedger() : undefined);
   const uploads = new UploadService({
     store,
     blobs: blobStore,
     metrics,
-    limits: { maxBlobBytes: config.uploads.maxBlobBytes, expireAfterMs: config.uploads.expireAfterSeconds * 1000 },
+    limits: { maxBlobBytes: config.uploads.maxBlobBytes, expireAfterMs: config.uploads.expireAfterSeconds * 1000, mountWithoutFrom: !config.auth.enabled },
   });
   const registry = {
     blobs: new BlobService({ store, blobs: blobStore }),
@@ -80,22 +92,27 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     metrics,
     externalUrl: config.server.externalUrl,
   };
-  await http.register(async (scope) => registryRoutes(scope, registry));
 
-  http.get('/api/v2.0/health', async (_request, reply) => {
-    const started = performance.now();
-    let database: 'healthy' | 'unhealthy' = 'healthy';
-    try {
-      await store.findRepositoryId('');
-    } catch {
-      database = 'unhealthy';
-    }
-    const status = database === 'healthy' ? 'healthy' : 'unhealthy';
-    return reply.code(status === 'healthy' ? 200 : 503).send({
-      status,
-      components: [{ name: 'database', status: database, latency_ms: Math.round((performance.now() - started) * 100) / 100 }],
-    });
+  const iam = await buildIam(config, database.db, http.log);
+  await http.register(async (scope) => registryRoutes(scope, { ...registry, guard: iam.registryGuard }));
+  await http.register(async (scope) => {
+    // Sessions serve the management API, which always needs a login; tokens only serve /v2 with auth on.
+    if (iam.enabled) await tokenRoutes(scope, { tokens: iam.tokens, authenticator: iam.authenticator, projects: iam.projects, access: iam.access });
+    await sessionRoutes(scope, { sessions: iam.sessions, authenticator: iam.authenticator, externalUrl: config.server.externalUrl });
   });
+  await http.register(
+    async (api) => {
+      useManagementApiConventions(api);
+      await api.register(swagger, openApiOptions(config));
+      api.addHook('onRequest', apiAuthHook({ authenticator: iam.authenticator, sessions: iam.sessions }));
+      await systemRoutes(api, { config, database: database.db, dialect: database.dialect });
+      await userRoutes(api, { users: iam.users, access: iam.access, authenticator: iam.authenticator, sessions: iam.sessions });
+      await robotRoutes(api, { robots: iam.robots, access: iam.access });
+      await projectRoutes(api, { projects: iam.projects, access: iam.access, creation: config.auth.projectCreation });
+      await registryApiRoutes(api, { db: database.db, store, manifests: registry.manifests, access: iam.access, blobs: blobStore });
+    },
+    { prefix: '/api/v2.0' },
+  );
 
   if (config.metrics.enabled) {
     http.get('/metrics', async (_request, reply) => {
@@ -115,6 +132,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     logger: http.log.child({ component: 'jobs' }),
   });
   registerRegistryJobs(jobs, { uploads, purgeIntervalSeconds: config.uploads.purgeIntervalSeconds });
+  registerSessionJobs(jobs, { sessions: iam.sessions });
 
   return {
     config,

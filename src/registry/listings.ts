@@ -57,9 +57,27 @@ export class ListingService {
     return page(limit, (take) => this.#store.listTags(repositoryId, last || undefined, take), (t) => t);
   }
 
-  async catalog(n: string | undefined, last: string | undefined): Promise<Page<string>> {
+  /**
+   * Repository names in byte order. `visible`, when given, hides repositories the caller may not
+   * see; the page is then filled from further rows so that n and last keep their meaning.
+   */
+  async catalog(n: string | undefined, last: string | undefined, visible?: (repository: string) => boolean | Promise<boolean>): Promise<Page<string>> {
     const limit = parsePageSize(n, this.#limits.catalogPageMax);
-    return page(limit, (take) => this.#store.listRepositories(last || undefined, take), (r) => r);
+    if (!visible) return page(limit, (take) => this.#store.listRepositories(last || undefined, take), (r) => r);
+    return page(
+      limit,
+      async (take) => {
+        const kept: string[] = [];
+        let cursor = last || undefined;
+        for (;;) {
+          const batch = await this.#store.listRepositories(cursor, Math.max(take, 100));
+          for (const repository of batch) if (await visible(repository)) kept.push(repository);
+          if (kept.length >= take || batch.length < Math.max(take, 100)) return kept.slice(0, take);
+          cursor = batch[batch.length - 1];
+        }
+      },
+      (r) => r,
+    );
   }
 
   async referrers(repository: string, digestText: string, artifactType: string | undefined, n: string | undefined, last: string | undefined): Promise<Page<ReferrerDescriptor>> {

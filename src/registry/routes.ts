@@ -9,6 +9,20 @@ import type { ManifestService } from './manifests.ts';
 import { ALLOWED_METHODS, matchV2Path, type V2Route } from './router.ts';
 import { type ChunkInput, type ChunkRange, rangeHeader, type UploadService } from './uploads.ts';
 
+/** What the auth layer tells the registry about an authorised caller. */
+export interface RegistryCaller {
+  /** Hides catalog entries the caller may not see; absent means everything is visible. */
+  readonly canSee?: (repository: string) => boolean | Promise<boolean>;
+}
+
+/**
+ * Authentication and authorisation of /v2 requests, implemented by src/iam. It throws an
+ * OciError (401 with a challenge, 403, 404 for a project that does not exist, 429) or returns the caller.
+ */
+export interface RegistryGuard {
+  check(request: FastifyRequest, route: V2Route, query: Readonly<Record<string, string | undefined>>): Promise<RegistryCaller>;
+}
+
 export interface RegistryRoutesDeps {
   readonly blobs: BlobService;
   readonly uploads: UploadService;
@@ -17,6 +31,8 @@ export interface RegistryRoutesDeps {
   readonly metrics: Metrics;
   /** server.externalUrl: Location headers are absolute under it; relative when it is empty. */
   readonly externalUrl: string;
+  /** Absent when auth is off: /v2 is then open to anyone. */
+  readonly guard?: RegistryGuard | undefined;
 }
 
 type Query = Record<string, string | undefined>;
@@ -80,17 +96,18 @@ export async function registryRoutes(app: FastifyInstance, deps: RegistryRoutesD
       reply.header('allow', ALLOWED_METHODS[route.kind].join(', '));
       throw new OciError('METHOD_NOT_ALLOWED', `${request.method} is not allowed on ${route.kind}`);
     }
-    return dispatch(route, request, reply, query);
+    const caller = deps.guard ? await deps.guard.check(request, route, query) : {};
+    return dispatch(route, request, reply, query, caller);
   };
 
-  async function dispatch(route: V2Route, request: FastifyRequest, reply: FastifyReply, query: Query): Promise<FastifyReply> {
+  async function dispatch(route: V2Route, request: FastifyRequest, reply: FastifyReply, query: Query, caller: RegistryCaller): Promise<FastifyReply> {
     const method = request.method;
     switch (route.kind) {
       case 'base':
         return reply.header('content-type', 'application/json').send(method === 'HEAD' ? undefined : '{}');
 
       case 'catalog': {
-        const page = await deps.listings.catalog(query.n, query.last);
+        const page = await deps.listings.catalog(query.n, query.last, caller.canSee);
         if (page.next !== undefined) reply.header('link', linkHeader('/v2/_catalog', { n: String(page.items.length), last: page.next }));
         return reply.header('content-type', 'application/json').send(JSON.stringify({ repositories: page.items }));
       }

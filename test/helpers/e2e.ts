@@ -4,8 +4,9 @@
  *
  * Debian packages the e2e tier needs (a missing one FAILS the tests, naming the package):
  *   skopeo umoci buildah podman containerd docker-registry
+ *   apache2-utils (htpasswd, only for a reference registry with users)
  * plus tar (essential, always present) and PostgreSQL on 127.0.0.1:5432 (as for the other tiers).
- * CI: apt-get install -y --no-install-recommends skopeo umoci buildah podman containerd docker-registry
+ * CI: apt-get install -y --no-install-recommends skopeo umoci buildah podman containerd docker-registry apache2-utils
  *
  * Client notes (Debian 12 versions):
  * - skopeo 1.9.3 ignores CONTAINERS_REGISTRIES_CONF, so skopeo calls pass --tls-verify=false
@@ -36,6 +37,7 @@ export const TOOL_PACKAGES = {
   containerd: 'containerd',
   ctr: 'containerd',
   'docker-registry': 'docker-registry',
+  htpasswd: 'apache2-utils',
   tar: 'tar',
 } as const;
 export type Tool = keyof typeof TOOL_PACKAGES;
@@ -154,9 +156,9 @@ async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, descr
   }
 }
 
-async function answers(url: string): Promise<boolean> {
+async function answers(url: string, headers: Record<string, string> = {}): Promise<boolean> {
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+    const res = await fetch(url, { headers, signal: AbortSignal.timeout(2000) });
     await res.arrayBuffer();
     return res.status === 200;
   } catch {
@@ -277,7 +279,12 @@ export interface BerthOptions {
   readonly port?: number;
   /** A YAML config file (`--config`). */
   readonly configFile?: string;
+  /** Token auth and projects on /v2 (config auth.enabled). Off by default: the registry-core suites run like a bare registry. */
+  readonly auth?: boolean;
 }
+
+/** The admin password of every Berth the end-to-end tests start. */
+export const E2E_ADMIN_PASSWORD = 'Admin12345';
 
 export interface RequestLog {
   readonly method: string;
@@ -320,11 +327,11 @@ export async function startBerth(options: BerthOptions): Promise<BerthProcess> {
  * Berth in `dir` (made here) on a fresh test database of `backend`, which `cleanup` drops. The
  * caller stops the process (a restart test replaces it).
  */
-export async function startBerthOn(backend: Backend, dir: string, cleanup: Cleanup): Promise<BerthProcess> {
+export async function startBerthOn(backend: Backend, dir: string, cleanup: Cleanup, extra: { auth?: boolean } = {}): Promise<BerthProcess> {
   await mkdir(dir);
   const database = await createTestDatabase(backend);
   cleanup.add('drop the test database', () => database.drop());
-  return startBerth({ dataDir: path.join(dir, 'data'), ...(database.url ? { databaseUrl: database.url } : {}) });
+  return startBerth({ dataDir: path.join(dir, 'data'), ...(database.url ? { databaseUrl: database.url } : {}), ...extra });
 }
 
 async function spawnBerth(options: BerthOptions, port: number): Promise<BerthProcess> {
@@ -333,11 +340,14 @@ async function spawnBerth(options: BerthOptions, port: number): Promise<BerthPro
   if (options.databaseUrl) args.push('--database-url', options.databaseUrl);
   if (options.configFile) args.push('--config', options.configFile);
   // No BERTH_* settings leak in from the environment of whoever runs the tests.
-  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('BERTH_')));
+  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('BERTH_')));
+  env.BERTH_AUTH_ENABLED = options.auth ? 'true' : 'false';
+  env.BERTH_ADMIN_PASSWORD = E2E_ADMIN_PASSWORD;
   const daemon = new Daemon('berth', process.execPath, args, { env, cwd: REPO_ROOT });
   const url = `http://${host}`;
   try {
-    await daemon.ready(async () => daemon.output.some((line) => line.includes('"berth is serving"')) && answers(`${url}/v2/`), `GET ${url}/v2/`);
+    const probe: Record<string, string> = options.auth ? { authorization: `Basic ${Buffer.from(`admin:${E2E_ADMIN_PASSWORD}`).toString('base64')}` } : {};
+    await daemon.ready(async () => daemon.output.some((line) => line.includes('"berth is serving"')) && answers(`${url}/v2/`, probe), `GET ${url}/v2/`);
   } catch (err) {
     await daemon.terminate(2000);
     throw err;
@@ -507,19 +517,37 @@ export interface ReferenceRegistry {
   stop(): Promise<void>;
 }
 
-export async function startReferenceRegistry(dir: string): Promise<ReferenceRegistry> {
+export interface ReferenceRegistryOptions {
+  /**
+   * user → password: the registry then demands HTTP basic auth (htpasswd, challenge
+   * `Basic realm="berth-e2e"`), with no anonymous access at all. Needs apache2-utils' htpasswd.
+   */
+  readonly users?: Readonly<Record<string, string>>;
+}
+
+export async function startReferenceRegistry(dir: string, options: ReferenceRegistryOptions = {}): Promise<ReferenceRegistry> {
   await mkdir(dir, { recursive: true });
+  const users = Object.entries(options.users ?? {});
+  let htpasswd: string | undefined;
+  if (users.length > 0) {
+    // distribution's htpasswd auth accepts bcrypt entries only, hence -B.
+    const lines = await Promise.all(users.map(async ([user, password]) => (await run('htpasswd', ['-Bbn', user, password])).text.trim()));
+    htpasswd = path.join(dir, 'htpasswd');
+    await writeFile(htpasswd, `${lines.join('\n')}\n`);
+  }
+  // Readiness probe: with auth, GET /v2/ is 401 until it carries a valid user.
+  const probe: Record<string, string> = users[0] ? { authorization: `Basic ${Buffer.from(`${users[0][0]}:${users[0][1]}`).toString('base64')}` } : {};
   // A free port can be taken between the probe and the listen: then try another one.
   for (let attempt = 1; ; attempt++) {
     try {
-      return await spawnReferenceRegistry(dir, await freePort());
+      return await spawnReferenceRegistry(dir, await freePort(), htpasswd, probe);
     } catch (err) {
       if (attempt >= 3 || !/address already in use/.test((err as Error).message)) throw err;
     }
   }
 }
 
-async function spawnReferenceRegistry(dir: string, port: number): Promise<ReferenceRegistry> {
+async function spawnReferenceRegistry(dir: string, port: number, htpasswd: string | undefined, probe: Record<string, string>): Promise<ReferenceRegistry> {
   const host = `127.0.0.1:${port}`;
   const config = path.join(dir, 'config.yml');
   await writeFile(
@@ -536,6 +564,7 @@ async function spawnReferenceRegistry(dir: string, port: number): Promise<Refere
       'http:',
       `  addr: ${host}`,
       '  secret: berth-e2e-reference-registry',
+      ...(htpasswd ? [`auth: { htpasswd: { realm: berth-e2e, path: ${JSON.stringify(htpasswd)} } }`] : []),
       '',
     ].join('\n'),
   );
@@ -543,7 +572,7 @@ async function spawnReferenceRegistry(dir: string, port: number): Promise<Refere
   const daemon = new Daemon('docker-registry', 'docker-registry', ['serve', config], { env });
   const url = `http://${host}`;
   try {
-    await daemon.ready(async () => daemon.output.some((line) => line.includes(`listening on ${host}`)) && answers(`${url}/v2/`), `GET ${url}/v2/`);
+    await daemon.ready(async () => daemon.output.some((line) => line.includes(`listening on ${host}`)) && answers(`${url}/v2/`, probe), `GET ${url}/v2/`);
   } catch (err) {
     await daemon.terminate(2000);
     throw err;

@@ -193,8 +193,8 @@ export interface StartedUpload {
 }
 
 /** POST /v2/<name>/blobs/uploads/ → a new session. */
-export async function startUpload(base: string, name: string): Promise<StartedUpload> {
-  const res = await fetch(`${base}/v2/${name}/blobs/uploads/`, { method: 'POST' });
+export async function startUpload(base: string, name: string, headers: Record<string, string> = {}): Promise<StartedUpload> {
+  const res = await fetch(`${base}/v2/${name}/blobs/uploads/`, { method: 'POST', headers });
   assert.equal(res.status, 202, await res.clone().text());
   await res.arrayBuffer();
   const location = res.headers.get('location');

@@ -20,12 +20,12 @@ export interface PushedBlob {
 }
 
 /** Pushes a blob monolithically (POST ?digest=) and returns its descriptor fields. */
-export async function pushBlob(base: string, name: string, bytes: Buffer): Promise<PushedBlob> {
+export async function pushBlob(base: string, name: string, bytes: Buffer, headers: Record<string, string> = {}): Promise<PushedBlob> {
   const digest = sha256(bytes);
   const res = await fetch(`${base}/v2/${name}/blobs/uploads/?digest=${encodeURIComponent(digest)}`, {
     method: 'POST',
     body: bytes,
-    headers: { 'content-type': 'application/octet-stream' },
+    headers: { 'content-type': 'application/octet-stream', ...headers },
   });
   if (res.status !== 201) throw new Error(`blob push failed: ${res.status} ${await res.text()}`);
   return { digest, size: bytes.length, bytes };
@@ -38,10 +38,15 @@ export const OCI_LAYER = 'application/vnd.oci.image.layer.v1.tar+gzip';
 export const OCI_EMPTY = 'application/vnd.oci.empty.v1+json';
 
 /** Pushes a config and `layers` random layers, returns the manifest JSON (not pushed). */
-export async function imageManifest(base: string, name: string, options: { layers?: number; subject?: { digest: string; size: number; mediaType: string }; artifactType?: string; annotations?: Record<string, string> } = {}) {
-  const config = await pushBlob(base, name, Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, nonce: randomBytes(8).toString('hex') })));
+export async function imageManifest(
+  base: string,
+  name: string,
+  options: { layers?: number; layerSize?: number; subject?: { digest: string; size: number; mediaType: string }; artifactType?: string; annotations?: Record<string, string>; headers?: Record<string, string> } = {},
+) {
+  const headers = options.headers ?? {};
+  const config = await pushBlob(base, name, Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, nonce: randomBytes(8).toString('hex') })), headers);
   const layers: PushedBlob[] = [];
-  for (let i = 0; i < (options.layers ?? 1); i++) layers.push(await pushBlob(base, name, randomBlob(512 + i)));
+  for (let i = 0; i < (options.layers ?? 1); i++) layers.push(await pushBlob(base, name, randomBlob((options.layerSize ?? 512) + i), headers));
   const manifest = {
     schemaVersion: 2,
     mediaType: OCI_MANIFEST,
@@ -54,8 +59,8 @@ export async function imageManifest(base: string, name: string, options: { layer
   return { manifest, bytes: Buffer.from(JSON.stringify(manifest)), config, layers };
 }
 
-export async function putManifest(base: string, name: string, reference: string, bytes: Buffer, mediaType = OCI_MANIFEST): Promise<Response> {
-  return fetch(`${base}/v2/${name}/manifests/${reference}`, { method: 'PUT', body: bytes, headers: { 'content-type': mediaType } });
+export async function putManifest(base: string, name: string, reference: string, bytes: Buffer, mediaType = OCI_MANIFEST, headers: Record<string, string> = {}): Promise<Response> {
+  return fetch(`${base}/v2/${name}/manifests/${reference}`, { method: 'PUT', body: bytes, headers: { 'content-type': mediaType, ...headers } });
 }
 
 /** The first error code of a registry error body. */

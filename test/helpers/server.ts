@@ -27,6 +27,16 @@ export interface TestServerOptions {
   config?: Record<string, unknown>;
 }
 
+/** The password of `admin` in test servers (config adminPassword). */
+export const ADMIN_PASSWORD = 'Admin12345';
+
+/** Authorization header value for HTTP Basic. */
+export function basicAuth(username: string, password: string): string {
+  return `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
+}
+
+export const ADMIN_AUTH = basicAuth('admin', ADMIN_PASSWORD);
+
 /**
  * Builds a whole Berth app in this process on a real socket (127.0.0.1, port 0) with a fresh
  * data folder and a fresh database of the given backend.
@@ -47,6 +57,9 @@ async function boot(backend: Backend, dataDir: string, database: TestDatabase, o
       server: { addr: '127.0.0.1:0', ...((extra.server as object) ?? {}) },
       database: { url: database.url, ...((extra.database as object) ?? {}) },
       log: { level: 'info', ...((extra.log as object) ?? {}) },
+      // Registry-core suites run like a bare registry; suites about access control turn auth on.
+      auth: { enabled: false, ...((extra.auth as object) ?? {}) },
+      adminPassword: extra.adminPassword ?? ADMIN_PASSWORD,
     },
   });
   const logs: string[] = [];

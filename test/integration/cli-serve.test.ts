@@ -13,7 +13,8 @@ async function waitForRegistry(url: string, exited: () => boolean): Promise<void
   while (Date.now() < deadline) {
     if (exited()) throw new Error('the server exited before it answered');
     try {
-      if ((await fetch(`${url}/v2/`)).status === 200) return;
+      // Auth is on by default: an anonymous /v2/ gets the token challenge.
+      if ((await fetch(`${url}/v2/`)).status === 401) return;
     } catch {
       // not listening yet
     }
@@ -47,7 +48,17 @@ for (const launcher of [
       const exit = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
       try {
         await waitForRegistry(url, () => child.exitCode !== null);
-        const res = await fetch(`${url}/v2/`, { headers: { 'x-request-id': 'cli-test-1' } });
+        // The first start creates `admin` with a generated password and logs it, once.
+        const created = stdout
+          .split('\n')
+          .filter((l) => l.startsWith('{'))
+          .map((l) => JSON.parse(l) as Record<string, unknown>)
+          .filter((l) => typeof l.password === 'string');
+        assert.equal(created.length, 1, `one log line carries the generated admin password; stdout: ${stdout}`);
+        const password = String(created[0]?.password);
+        assert.ok(password.length >= 16);
+        const res = await fetch(`${url}/v2/`, { headers: { 'x-request-id': 'cli-test-1', authorization: `Basic ${Buffer.from(`admin:${password}`).toString('base64')}` } });
+        assert.equal(res.status, 200);
         assert.equal(res.headers.get('docker-distribution-api-version'), 'registry/2.0');
         assert.ok((await stat(path.join(dataDir, 'berth.db'))).size > 0, 'the SQLite database is in the data folder');
       } finally {

@@ -18,7 +18,7 @@ import { BACKENDS, createTestDatabase, type TestDatabase } from '../helpers/back
 async function startServer(dataDir: string, databaseUrl: string, port: number): Promise<ChildProcess> {
   const child = spawn(process.execPath, ['src/main.ts', 'serve', '--addr', `127.0.0.1:${port}`, '--data-dir', dataDir, ...(databaseUrl ? ['--database-url', databaseUrl] : [])], {
     stdio: ['ignore', 'ignore', 'inherit'],
-    env: { ...process.env, BERTH_LOG_LEVEL: 'warn' },
+    env: { ...process.env, BERTH_LOG_LEVEL: 'warn', BERTH_AUTH_ENABLED: 'false', BERTH_ADMIN_PASSWORD: 'Admin12345' },
   });
   const deadline = Date.now() + 20_000;
   for (;;) {

@@ -227,7 +227,7 @@ for (const backend of BACKENDS) {
       assert.equal(res.status, 200);
       const body = (await res.json()) as { status: string; components: Array<{ name: string; status: string }> };
       assert.equal(body.status, 'healthy');
-      assert.deepEqual(body.components.map((c) => [c.name, c.status]), [['database', 'healthy']]);
+      assert.deepEqual(body.components.map((c) => [c.name, c.status]), [['core', 'healthy'], ['database', 'healthy']]);
     });
   });
 
