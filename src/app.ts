@@ -71,6 +71,17 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
 
   warnIdleConnectionError = (error) => http.log.warn({ component: 'database', err: error.message }, 'an idle database connection failed; the pool replaces it');
 
+  const jobs = new JobService({
+    db: database.db,
+    concurrency: config.jobs.concurrency,
+    pollIntervalMs: config.jobs.pollIntervalMs,
+    leaseMs: config.jobs.leaseSeconds * 1000,
+    logLinesPerJob: config.jobs.logLinesPerJob,
+    schedulerTickMs: config.jobs.schedulerTickMs,
+    keepFinishedDays: config.jobs.keepFinishedDays,
+    stopTimeoutMs: config.server.shutdownTimeoutSeconds * 1000,
+    logger: http.log.child({ component: 'jobs' }),
+  });
   const store = new RegistryStore(database.db, Date.now, config.auth.enabled ? new QuotaLedger() : undefined);
   const uploads = new UploadService({
     store,
@@ -94,6 +105,15 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   };
 
   const iam = await buildIam(config, database.db, http.log);
+
+  // ── issue 4 capabilities: each section is edited only by its owner ──
+  // gc: build services here
+  // end gc
+  // retention: build services here
+  // end retention
+  // immutability: build services here
+  // end immutability
+
   await http.register(async (scope) => registryRoutes(scope, { ...registry, guard: iam.registryGuard }));
   await http.register(async (scope) => {
     // Sessions serve the management API, which always needs a login; tokens only serve /v2 with auth on.
@@ -110,6 +130,14 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       await robotRoutes(api, { robots: iam.robots, access: iam.access });
       await projectRoutes(api, { projects: iam.projects, access: iam.access, creation: config.auth.projectCreation });
       await registryApiRoutes(api, { db: database.db, store, manifests: registry.manifests, access: iam.access, blobs: blobStore });
+      // gc: routes
+      // end gc routes
+      // retention: routes
+      // end retention routes
+      // immutability: routes
+      // end immutability routes
+      // jobservice: routes
+      // end jobservice routes
     },
     { prefix: '/api/v2.0' },
   );
@@ -120,19 +148,12 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     });
   }
 
-  const jobs = new JobService({
-    db: database.db,
-    concurrency: config.jobs.concurrency,
-    pollIntervalMs: config.jobs.pollIntervalMs,
-    leaseMs: config.jobs.leaseSeconds * 1000,
-    logLinesPerJob: config.jobs.logLinesPerJob,
-    schedulerTickMs: config.jobs.schedulerTickMs,
-    keepFinishedDays: config.jobs.keepFinishedDays,
-    stopTimeoutMs: config.server.shutdownTimeoutSeconds * 1000,
-    logger: http.log.child({ component: 'jobs' }),
-  });
   registerRegistryJobs(jobs, { uploads, purgeIntervalSeconds: config.uploads.purgeIntervalSeconds });
   registerSessionJobs(jobs, { sessions: iam.sessions });
+  // gc: jobs
+  // end gc jobs
+  // retention: jobs
+  // end retention jobs
 
   return {
     config,

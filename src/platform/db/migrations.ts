@@ -199,10 +199,28 @@ const m0003_iam_projects: Migration = {
   },
 };
 
+/** Garbage collection (src/gc): owned by the GC work; fill in its tables. */
+const m0004_gc: Migration = {
+  async up(_db) {},
+};
+
+/** Tag retention policies, executions, pull times (src/retention): owned by the retention work. */
+const m0005_retention: Migration = {
+  async up(_db) {},
+};
+
+/** Tag immutability rules (src/retention/immutability*): owned by the immutability work. */
+const m0006_immutability: Migration = {
+  async up(_db) {},
+};
+
 export const MIGRATIONS: Record<string, Migration> = {
   '0001_registry_core': m0001_registry_core,
   '0002_jobs': m0002_jobs,
   '0003_iam_projects': m0003_iam_projects,
+  '0004_gc': m0004_gc,
+  '0005_retention': m0005_retention,
+  '0006_immutability': m0006_immutability,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -196,6 +196,12 @@ export interface SessionTable {
   expires_at: number;
 }
 
+// ── garbage collection (0004_gc) ──
+
+// ── tag retention (0005_retention) ──
+
+// ── tag immutability (0006_immutability) ──
+
 export interface Database {
   repositories: RepositoryTable;
   blobs: BlobTable;
@@ -215,4 +221,7 @@ export interface Database {
   quotas: QuotaTable;
   project_blobs: ProjectBlobTable;
   sessions: SessionTable;
+  // gc tables:
+  // retention tables:
+  // immutability tables:
 }
