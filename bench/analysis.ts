@@ -65,6 +65,22 @@ export const ANALYSIS: Record<string, Analysis> = {
     why: 'the mixed workload combines the small-blob push path (several database statements, file system calls and an fsync per blob) with small pulls (open, stream and close per blob) and manifest reads; see the rows of those paths.',
     fix: 'the fixes of the small push path (fewer statements per monolithic upload) and of the pull path (reused read buffers, open file handles) apply here.',
   },
+  'auth-manifest-bearer': {
+    why: 'with a bearer token, the /v2 guard (RegistryAuth.check in src/iam/registry-auth.ts) parses the header, finds the token in the cache of verified tokens (src/iam/tokens.ts: a Map keyed by the token, so the ES256 signature is checked once per token) and compares the grant with the access the route needs; it touches no database. Its share of the profile (the "auth code on the stack" line) is what auth costs on this row; when the measured gap is much larger than that share, look at the noise of the run (spread of rounds, load average) before looking at auth.',
+    fix: 'nothing specific to auth: the fixes of the manifest GET itself (see the rows against the reference) apply to both Berths.',
+  },
+  'auth-manifest-basic': {
+    why: 'Basic credentials carry no grant, so on every request the guard decodes the header, derives the login-cache key (a SHA-256 of name and password, src/iam/authenticate.ts; argon2 runs only on a cache miss), and then works out the grant: it looks the project up by name in the database (src/projects, one SQLite query built by Kysely), before the manifest handler makes its own queries. The profile lines (when the run profiled this row) show the guard, the login check, the grant and the project lookup separately.',
+    fix: 'cache project lookups by name in process (ProjectService.find), invalidated by this process\'s project writes and, with several nodes, by a short lifetime; or build the lookup query once and reuse it. Clients that follow the bearer challenge (docker, containerd, podman, skopeo) take the token path and do not pay this.',
+  },
+  'auth-token-basic': {
+    why: 'each token is a fresh ES256 signature made through WebCrypto (jose), an asynchronous job with its own bookkeeping per call, plus the login-cache check and the grant (one project lookup per scope).',
+    fix: 'sign with node:crypto\'s synchronous sign (ECDSA with the IEEE P1363 encoding) on the same key; clients ask for one token per session, so this matters only for many short-lived clients.',
+  },
+  'auth-token-anonymous': {
+    why: 'as for the token endpoint with credentials, without the login check: the ES256 signature through WebCrypto dominates.',
+    fix: 'as for the token endpoint with credentials.',
+  },
   'memory-push': {
     why: 'Berth\'s resident memory at rest already holds Node with TypeScript type stripping and the loaded modules (fastify, Kysely, the PostgreSQL driver, prom-client, pino, yaml) with their heap. While a body streams in, each socket read is a new Buffer; V8 frees these only at its next full collection, which it starts after some tens of MiB of such external memory, so the peak sits that far above the resting size. It does not grow with the blob: nothing holds the blob. Tuning glibc malloc (mmap and trim thresholds, arena count) did not change the peak in a separate test, so this is uncollected garbage rather than fragmentation.',
     fix: 'lower the resting size: load the PostgreSQL driver only when a PostgreSQL URL is configured, and run compiled JavaScript rather than type-stripping the sources at start. The socket read buffers are allocated by node:http, so the streaming garbage on the push side can only be made smaller by collecting sooner, not avoided.',

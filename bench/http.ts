@@ -44,10 +44,13 @@ function isBufferList(body: Body): body is readonly Buffer[] {
 export class Client {
   readonly base: URL;
   readonly agent: http.Agent;
+  /** Sent with every request (e.g. Authorization); a request's own headers override them. */
+  readonly defaultHeaders: Readonly<Record<string, string>>;
 
-  constructor(baseUrl: string, concurrency: number) {
+  constructor(baseUrl: string, concurrency: number, options: { readonly headers?: Record<string, string> } = {}) {
     this.base = new URL(baseUrl);
     this.agent = new http.Agent({ keepAlive: true, maxSockets: concurrency, maxFreeSockets: concurrency });
+    this.defaultHeaders = { ...(options.headers ?? {}) };
   }
 
   close(): void {
@@ -61,7 +64,7 @@ export class Client {
   }
 
   request(method: string, path: string, options: RequestOptions = {}): Promise<Response> {
-    const headers: Record<string, string> = { ...(options.headers ?? {}) };
+    const headers: Record<string, string> = { ...this.defaultHeaders, ...(options.headers ?? {}) };
     const body = options.body;
     if (body !== undefined) {
       if (Buffer.isBuffer(body)) headers['content-length'] = String(body.length);

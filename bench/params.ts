@@ -33,6 +33,12 @@ export interface Params {
     readonly maxMs: number;
   };
   readonly memory: { readonly size: number; readonly chunk: number };
+  /**
+   * The auth-overhead section (bench/auth.ts): rounds, length of one measurement and of each row's
+   * warm-up. More rounds than the other rows: its goal is a 10% margin, finer than the noise of a
+   * single round; a longer warm-up, as `--only auth` starts from cold servers.
+   */
+  readonly auth: { readonly rounds: number; readonly requestMs: number; readonly warmupMs: number };
   /** Length of each scenario's window in the profiled pass. */
   readonly profileMs: number;
   readonly seedConcurrency: number;
@@ -56,6 +62,7 @@ export const FULL: Params = {
   catalog: { repos: 200, concurrency: 8 },
   mixed: { pushers: 4, pullers: 4, pushes: 32, pulls: 64, layerSizes: [32 * KiB, 256 * KiB, 1 * MiB], seedImages: 16, maxMs: 8000 },
   memory: { size: 2 * GiB, chunk: 1 * MiB },
+  auth: { rounds: 24, requestMs: 400, warmupMs: 1000 },
   profileMs: 1500,
   seedConcurrency: 8,
 };
@@ -78,6 +85,7 @@ export const QUICK: Params = {
   catalog: { repos: 100, concurrency: 8 },
   mixed: { pushers: 4, pullers: 4, pushes: 8, pulls: 16, layerSizes: [32 * KiB, 256 * KiB, 1 * MiB], seedImages: 8, maxMs: 2000 },
   memory: { size: 256 * MiB, chunk: 1 * MiB },
+  auth: { rounds: 2, requestMs: 250, warmupMs: 250 },
   profileMs: 500,
   seedConcurrency: 8,
 };

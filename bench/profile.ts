@@ -45,7 +45,12 @@ export interface ProfileSummary {
   readonly components: readonly { readonly name: string; readonly share: number }[];
   /** Self time share of busy samples, top functions. */
   readonly topSelf: readonly { readonly frame: string; readonly share: number }[];
+  /** With a focus: the functions it selects, by inclusive share of busy samples (a function counts once per sample). */
+  readonly focus?: readonly { readonly frame: string; readonly share: number }[];
 }
+
+/** Selects the frames of a profile's focus (e.g. the auth code). */
+export type FrameTest = (frame: { readonly functionName: string; readonly url: string }) => boolean;
 
 /** Components, matched against every frame's URL (and a few special V8 frames by name). */
 const COMPONENTS: readonly { readonly name: string; readonly test: (f: CallFrame) => boolean }[] = [
@@ -54,6 +59,8 @@ const COMPONENTS: readonly { readonly name: string; readonly test: (f: CallFrame
   { name: 'logging (pino, sonic-boom)', test: (f) => /\/node_modules\/(pino|sonic-boom|pino-std-serializers|thread-stream)\//.test(f.url) },
   { name: 'metrics (prom-client)', test: (f) => f.url.includes('/node_modules/prom-client/') },
   { name: 'fastify (routing, hooks, reply)', test: (f) => /\/node_modules\/(fastify|find-my-way|avvio|light-my-request|fast-json-stringify|@fastify)\//.test(f.url) },
+  { name: 'auth: token check, logins, RBAC (src/iam, jose)', test: (f) => f.url.includes('/src/iam/') || f.url.includes('/node_modules/jose/') },
+  { name: 'projects (src/projects)', test: (f) => f.url.includes('/src/projects/') },
   { name: 'registry handlers (src/registry)', test: (f) => f.url.includes('/src/registry/') },
   { name: 'http server (src/platform/http)', test: (f) => f.url.includes('/src/platform/http/') },
   { name: 'blob storage (src/platform/storage)', test: (f) => f.url.includes('/src/platform/storage/') },
@@ -135,11 +142,12 @@ export class Profile {
     return `${name} (native)`;
   }
 
-  summarize(window: Window, top = 8): ProfileSummary {
+  summarize(window: Window, top = 8, focus?: FrameTest): ProfileSummary {
     let total = 0;
     let busy = 0;
     const components = new Map<string, number>();
     const self = new Map<string, number>();
+    const focused = new Map<string, number>();
     for (let i = 0; i < this.#samples.length; i++) {
       const t = this.#times[i] as number;
       if (t < window.startUs || t > window.endUs) continue;
@@ -151,6 +159,17 @@ export class Profile {
       for (const c of this.#components(id)) components.set(c, (components.get(c) ?? 0) + 1);
       const label = this.#selfLabel(id);
       self.set(label, (self.get(label) ?? 0) + 1);
+      if (focus) {
+        const seen = new Set<string>();
+        for (let up: number | undefined = id; up !== undefined; up = this.#parent.get(up)) {
+          const f = this.#nodes.get(up)?.callFrame;
+          if (!f?.url || !focus(f)) continue;
+          const frame = `${f.functionName || '(anonymous)'} ${shortUrl(f.url)}:${f.lineNumber + 1}`;
+          if (seen.has(frame)) continue;
+          seen.add(frame);
+          focused.set(frame, (focused.get(frame) ?? 0) + 1);
+        }
+      }
     }
     const share = (n: number) => (busy === 0 ? 0 : n / busy);
     return {
@@ -161,6 +180,14 @@ export class Profile {
         .sort((a, b) => b[1] - a[1])
         .slice(0, top)
         .map(([frame, n]) => ({ frame, share: share(n) })),
+      ...(focus
+        ? {
+            focus: [...focused.entries()]
+              .sort((a, b) => b[1] - a[1])
+              .slice(0, top)
+              .map(([frame, n]) => ({ frame, share: share(n) })),
+          }
+        : {}),
     };
   }
 }

@@ -3,8 +3,10 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { ANALYSIS, GENERAL_NOTES } from './analysis.ts';
+import { AUTH_HEADING, AUTH_REPO, type AuthRun, authBelowGoal } from './auth.ts';
 import { formatBytes, type Params } from './params.ts';
 import { belowGoal, MEMORY_GOAL_MIB, type MemoryResult, ratioOf, type Row, type TargetSummary } from './results.ts';
+import type { ProfileSummary } from './profile.ts';
 import { REFERENCE_BINARY } from './servers.ts';
 
 export interface Machine {
@@ -159,7 +161,7 @@ function efficiencyText(row: Row, per: string): string {
   return `Berth spent ${(b.cpuPerUnitUs / r.cpuPerUnitUs).toFixed(1)}× more server CPU ${per.replace('µs ', '')} than the reference. ${context}`;
 }
 
-function profileText(row: Row): string[] {
+function profileText(row: { readonly profile?: ProfileSummary | undefined }): string[] {
   const p = row.profile;
   if (!p) return [];
   const lines = [
@@ -167,6 +169,11 @@ function profileText(row: Row): string[] {
     `    - On the stack (inclusive share of busy samples): ${p.components.slice(0, 9).map((c) => `${c.name} ${pct(c.share)}`).join('; ')}.`,
     `    - Most self time: ${p.topSelf.map((f) => `\`${f.frame}\` ${pct(f.share)}`).join('; ')}.`,
   ];
+  const focus = p.focus?.filter((f) => f.share >= 0.005);
+  if (focus) {
+    const list = focus.map((f) => `\`${f.frame}\` ${pct(f.share)}`).join('; ');
+    lines.push(`    - Auth code on the stack (src/iam, src/projects, jose; inclusive share of busy samples, from 1%): ${list || 'none sampled'}.`);
+  }
   return lines;
 }
 
@@ -214,6 +221,100 @@ function profileAppendix(rows: readonly Row[]): string {
   return `${out.join('\n')}\n\n`;
 }
 
+export interface AuthReport {
+  /** Machine and date at the start of the section; loadEnd at its end. */
+  readonly machine: Machine;
+  /** The command line of the run, as the reader would type it. */
+  readonly command: string;
+  readonly run: AuthRun;
+  /** What the untimed checks before the section found (auth really on, same content on both). */
+  readonly checks: readonly string[];
+  readonly durationSeconds: number;
+  readonly profiled: boolean;
+}
+
+/**
+ * The auth-overhead section, self-contained (its own date, machine and command) so that a run of
+ * `--only auth --write` can replace it in BENCHMARKS.md without touching the rest.
+ */
+export function renderAuthSection(a: AuthReport): string {
+  const m = a.machine;
+  const rows = a.run.rows;
+  const base = rows.find((r) => r.scenario.baseline);
+  const table = [
+    '| # | row | Berth | c | req/s | vs no-auth manifest GET (median of per-round ratios) | ratio of medians | goal | p50 / p99 ms | server CPU µs/req | CPU µs/req over baseline | spread of rounds | requests measured |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  rows.forEach((row, i) => {
+    const s = row.scenario;
+    const t = row.summary;
+    const below = authBelowGoal(row);
+    const rt = s.baseline ? '1.00× (baseline)' : below ? `**${ratio(row.pairedRatio)}**` : ratio(row.pairedRatio);
+    const extra = s.baseline || !Number.isFinite(row.extraCpuUs) ? '—' : `${row.extraCpuUs >= 0 ? '+' : '−'}${Math.abs(row.extraCpuUs).toFixed(0)}`;
+    table.push(
+      `| ${i + 1} | ${s.title} | ${s.server === 'auth' ? 'auth on' : s.server === 'control' ? 'auth off (a second one)' : 'auth off'} | ${s.concurrency} | ${value(t, 'req/s')} | ${rt} | ${s.baseline ? '—' : ratio(row.ratio)} | ${s.goal === undefined ? 'info' : `≥ ${s.goal.toFixed(2)}×`} | ${latency(t)} | ${t ? t.cpuPerUnitUs.toFixed(0) : 'n/a'} | ${extra} | ${t ? pct(t.spread) : 'n/a'} | ${t?.ops ?? 'n/a'} |`,
+    );
+  });
+  const below = rows.filter(authBelowGoal);
+  const verdict: string[] = [];
+  const control = rows.find((r) => r.scenario.server === 'control');
+  if (control && Number.isFinite(control.pairedRatio)) {
+    verdict.push(
+      `Noise floor of this run: the control, a second Berth without auth, ran at ${ratio(control.pairedRatio)} of the baseline (ratio of medians ${ratio(control.ratio)}, server CPU ${control.extraCpuUs >= 0 ? '+' : '−'}${Math.abs(control.extraCpuUs).toFixed(0)} µs per request). Two identical servers differed by that much, so a gap of that size between an authenticated row and the baseline says nothing about auth; the profile lines below measure auth's share inside one process, which the machine's load does not skew.`,
+      '',
+    );
+  }
+  if (below.length === 0) {
+    verdict.push('Both authenticated manifest GETs met the goal (at most 10% slower than without auth) in this run.');
+  } else {
+    for (const row of below) {
+      const t = row.summary;
+      verdict.push(
+        `- **${row.scenario.title}**: ${ratio(row.pairedRatio)} of the no-auth rate (median of per-round ratios; goal ≥ ${row.scenario.goal?.toFixed(2)}×); ${num(t?.value ?? Number.NaN, 'req/s')} against ${num(base?.summary?.value ?? Number.NaN, 'req/s')} req/s; server CPU ${t?.cpuPerUnitUs.toFixed(0)} against ${base?.summary?.cpuPerUnitUs.toFixed(0)} µs per request.` +
+          ((t?.errors ?? 0) > 0 ? ` Errors: ${t?.errors} (first: ${t?.firstError}).` : ''),
+      );
+      verdict.push(...profileText(row));
+      const analysis = ANALYSIS[row.scenario.id];
+      if (analysis) {
+        verdict.push(`  - Why: ${analysis.why}`);
+        verdict.push(`  - Fix: ${analysis.fix}`);
+      }
+    }
+  }
+  const others = rows.filter((r) => r.profile && !authBelowGoal(r));
+  if (others.length > 0) {
+    verdict.push('', `Where Berth's time goes${below.length > 0 ? ' on the other profiled rows' : ''} (a Berth with auth started with \`node --cpu-prof\` after the measured rounds, seeded the same way, each row run once more; not part of the figures above):`, '');
+    for (const row of others) {
+      verdict.push(`- **${row.scenario.title}** (${ratio(row.pairedRatio)} of the no-auth rate)`);
+      verdict.push(...profileText(row));
+      const analysis = ANALYSIS[row.scenario.id];
+      if (analysis) verdict.push(`  - Why: ${analysis.why}`, `  - Fix: ${analysis.fix}`);
+    }
+  }
+  return `${AUTH_HEADING}
+
+Issue 3: authorisation adds at most 10% to a manifest GET against the no-auth figure. Generated by \`${a.command}\` (bench/run.ts, bench/auth.ts); every figure in this section comes from that run.
+
+| | |
+|---|---|
+| date | ${m.date} |
+| machine | ${m.nproc} CPUs (${m.cpu}), ${m.memory}, ${m.kernel} |
+| node | ${m.node} |
+| load average (1/5/15 min) at start / end of the section | ${m.loadStart} — ${m.loadEnd} |
+| rounds, length of one measurement, duration | ${a.run.rounds} × ${(a.run.requestMs / 1000).toFixed(2)} s per row, ${a.durationSeconds.toFixed(0)} s |
+
+- Three Berths side by side on 127.0.0.1, started for this section, each with a fresh data folder and the default configuration (SQLite and a local folder): one with auth off (the baseline, configured as in the comparison with the reference registry), a second one with auth off (the control: what two identical Berths differ by in this run) and one with auth on (\`BERTH_AUTH_ENABLED=true\`: Docker token auth on /v2, ES256 tokens from \`GET /service/token\`). All hold the same image, pushed before the section: a config blob, a 1 KiB layer and an OCI manifest tagged \`${AUTH_REPO}:latest\` (with admin Basic credentials on the Berth with auth).
+- Checked before measuring: ${a.checks.join('; ')}.
+- Rows: a manifest GET by tag (as in the row "manifest GET by tag" of the comparison with the reference, with the same concurrency), once without auth (the baseline), once on the control, once on the Berth with auth carrying a pull token obtained once before the section with admin credentials (what docker and containerd do after a login), once carrying admin Basic credentials on every request (clients that send Basic directly rather than following the bearer challenge, such as curl in CI scripts; Berth remembers a verified login for about a minute, so argon2 runs once, but the grant is worked out on every request); then the token endpoint itself, with admin Basic credentials and with none (anonymous pull on the public project \`library\`), one pull scope each.
+- All rows run in every round, one after the other against their server (the other Berths idle), in alternating order, the baseline between the two authenticated manifest GETs so that it runs next to both; an unmeasured warm-up of each row comes first. Rates, latencies and CPU are medians over the rounds. The goal is judged on the median of per-round ratios: each round's rate divided by the baseline's of the same round, measured moments apart, which cancels the drifts of the machine's load from round to round; the ratio of the two medians is shown beside it. The load generator and the servers share the machine's ${m.nproc} cores with whatever else runs (see the load average).
+- Server CPU comes from /proc/<pid>/stat of the server the row ran against; the difference to the baseline is what auth costs per request, independent of how the cores were shared.
+
+${table.join('\n')}
+
+${verdict.join('\n')}
+`;
+}
+
 export interface Report {
   readonly machine: Machine;
   readonly params: Params;
@@ -221,6 +322,8 @@ export interface Report {
   readonly memory: readonly MemoryResult[];
   readonly durationSeconds: number;
   readonly profiled: boolean;
+  /** The auth-overhead section, rendered, when the run included it. */
+  readonly authSection?: string | undefined;
 }
 
 export function renderReport(r: Report): string {
@@ -236,7 +339,7 @@ export function renderReport(r: Report): string {
       : 'Skipped (`--no-memory`).';
   return `# Benchmarks: Berth vs the reference registry
 
-Generated by \`npm run bench${p.mode === 'quick' ? ' -- --quick' : ''}\` (bench/run.ts). Every figure below comes from that run; rerun with \`npm run bench -- --write\` to refresh this file.
+Generated by \`npm run bench${p.mode === 'quick' ? ' -- --quick' : ''}\` (bench/run.ts). Every figure below comes from that run, except the auth-overhead section when it names another command and date (\`npm run bench -- --only auth --write\` refreshes that section alone); rerun with \`npm run bench -- --write\` to refresh this file.
 
 ## Machine
 
@@ -256,7 +359,7 @@ Generated by \`npm run bench${p.mode === 'quick' ? ' -- --quick' : ''}\` (bench/
 
 - Both registries run side by side as child processes on 127.0.0.1, each with a fresh temporary data folder, both logging at info level to a file (Berth's JSON request log on stdout, the reference's text log and access log on stderr; \`--keep\` keeps the folder with the logs).
   - Reference: Debian's \`docker-registry\` with filesystem storage, delete enabled, redirect disabled, no auth, upload purging off, in-memory blob descriptor cache.
-  - Berth: \`node src/main.ts serve\` with the default configuration (SQLite and a local folder).
+  - Berth: \`node src/main.ts serve\` with the default configuration (SQLite and a local folder), except that auth is off (\`BERTH_AUTH_ENABLED=false\`), as the reference runs without auth; the auth-overhead section measures what auth adds.
 - The load generator is bench/load.ts, in the same Node process as the orchestrator: node:http with a keep-alive Agent (one socket per concurrent worker), a closed loop of \`c\` workers bounded both in operation count and in time.
 - Each scenario first runs an unmeasured warm-up on each registry, then ${p.rounds} measured rounds, interleaved and alternating the order (reference then Berth, then Berth then reference, …). The table shows the median of the rounds; p50 / p99 are per-operation latencies (the median of the rounds' percentiles). One request-rate measurement lasts ${(p.requestMs / 1000).toFixed(1)} s.
 - Ratio = Berth / reference: above 1 means Berth is faster. MB/s is 10⁶ bytes per second of blob payload.
@@ -280,7 +383,7 @@ ${detailTable(r.rows)}
 
 ${memorySection}
 
-## Below goal
+${r.authSection ? `${r.authSection}\n` : ''}## Below goal
 
 Goals: Berth/reference ≥ 1.0× on every row; ≥ 2.0× on manifest GET/HEAD by tag and by digest, HEAD blob and tags list; Berth's peak RSS under ${MEMORY_GOAL_MIB} MiB while pushing and pulling the ${formatBytes(p.memory.size)} blob.
 

@@ -7,21 +7,25 @@
  *   --no-memory      skip the large-blob memory scenario
  *   --no-profile     skip the profiled pass over rows below goal
  *   --profile-all    profile every row, not only those below goal
- *   --only a,b       run only these scenario ids (see bench/scenarios.ts)
- *   --rounds N       measured rounds per scenario and registry
- *   --write          write BENCHMARKS.md
+ *   --only a,b       run only these: scenario ids (see bench/scenarios.ts), `auth` (the auth-overhead
+ *                    section, bench/auth.ts), `memory` (the large-blob scenario); default all of them
+ *   --rounds N       measured rounds per scenario and registry (also of the auth section)
+ *   --write          write BENCHMARKS.md: the whole file when scenarios against the reference ran
+ *                    (keeping the auth section of the file when this run had none); only the auth
+ *                    section when that is all that ran (`--only auth --write`)
  *   --keep           keep the temporary folder (data, logs, profile) instead of deleting it
  */
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { ADMIN_BASIC, AUTH_FRAMES, AUTH_HEADING, AUTH_SECTION_ID, type AuthRow, type AuthRun, type AuthServer, authBelowGoal, authScenarios, checkAuthSetup, measureAuth, pullToken, seedAuth } from './auth.ts';
 import { Client } from './http.ts';
 import { pushStreamed } from './oci.ts';
 import { FULL, formatBytes, type Params, QUICK } from './params.ts';
 import { cpuSeconds, machineBusySeconds, rssBytes, sampleRss, selfCpuSeconds } from './procfs.ts';
 import { monotonicMicros, Profile, type Window } from './profile.ts';
-import { loadAverage, machineInfo, renderReport } from './report.ts';
+import { loadAverage, type Machine, machineInfo, renderAuthSection, renderReport } from './report.ts';
 import { belowGoal, type MemoryPhase, type MemoryResult, type Measurement, type Row, ratioOf, summarize, toMeasurement } from './results.ts';
 import { Context, type Scenario, type SeededTarget, scenarios, seed } from './scenarios.ts';
 import { type Server, startBerth, startReference, type TargetName } from './servers.ts';
@@ -45,7 +49,7 @@ if (flags.rounds !== undefined && !/^[1-9]\d*$/.test(flags.rounds)) {
   process.stderr.write(`--rounds must be a positive integer, got ${flags.rounds}\n`);
   process.exit(2);
 }
-const params: Params = flags.rounds ? { ...base, rounds: Number(flags.rounds) } : base;
+const params: Params = flags.rounds ? { ...base, rounds: Number(flags.rounds), auth: { ...base.auth, rounds: Number(flags.rounds) } } : base;
 const began = performance.now();
 const log = (line: string) => process.stderr.write(`[${((performance.now() - began) / 1000).toFixed(0).padStart(3)} s] ${line}\n`);
 
@@ -163,20 +167,119 @@ async function profilePass(rows: Row[], ctx: Context): Promise<boolean> {
       await row.scenario.run(seeded, ctx, params.warmupMs);
       const startUs = monotonicMicros();
       const load = await row.scenario.run(seeded, ctx, params.profileMs);
-      windows.set(row, { startUs, endUs: monotonicMicros() });
-      log(`  ${row.scenario.id}: ${load.ops} operations profiled`);
+      const endUs = monotonicMicros();
+      windows.set(row, { startUs, endUs });
+      log(`  ${row.scenario.id}: ${load.ops} operations profiled (monotonic window ${startUs}–${endUs} µs)`);
     }
   } finally {
     await stopped(berth);
   }
-  const file = readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile'));
-  if (!file) {
-    log('  no .cpuprofile was written (did Berth exit gracefully?)');
-    return false;
-  }
-  const profile = new Profile(path.join(profileDir, file));
+  const profile = readProfile(profileDir);
+  if (!profile) return false;
   for (const [row, window] of windows) row.profile = profile.summarize(window);
   return true;
+}
+
+function readProfile(profileDir: string): Profile | undefined {
+  const file = existsSync(profileDir) ? readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile')) : undefined;
+  if (!file) {
+    log('  no .cpuprofile was written (did Berth exit gracefully?)');
+    return undefined;
+  }
+  return new Profile(path.join(profileDir, file));
+}
+
+/**
+ * The auth section, on fresh servers (the same start for all, whatever ran before): a Berth without
+ * auth (the baseline), a second one (the control) and one with auth on, seeded alike, rows interleaved.
+ */
+async function authSection(ctx: Context): Promise<{ run: AuthRun; checks: string[]; machine: Machine; seconds: number }> {
+  const machine = machineInfo();
+  const t0 = performance.now();
+  const servers: Partial<Record<AuthServer, Server>> = {};
+  try {
+    servers.plain = await started(startBerth(workDir, { label: 'berth-noauth' }));
+    servers.control = await started(startBerth(workDir, { label: 'berth-control' }));
+    servers.auth = await started(startBerth(workDir, { label: 'berth-auth', auth: true }));
+    const all = servers as Record<AuthServer, Server>;
+    log(`auth overhead: berth-noauth pid ${all.plain.pid}, berth-control pid ${all.control.pid}, berth-auth pid ${all.auth.pid}`);
+    const digests = {
+      plain: await seedAuth(all.plain.baseUrl, ctx, false),
+      control: await seedAuth(all.control.baseUrl, ctx, false),
+      auth: await seedAuth(all.auth.baseUrl, ctx, true),
+    };
+    const { lines: checks, token } = await checkAuthSetup(all, digests);
+    const run = await measureAuth({
+      scenarios: authScenarios(params.manifestConcurrency),
+      servers: all,
+      tokens: { plain: '', control: '', auth: token },
+      busyPids: [...running].map((s) => s.pid),
+      rounds: params.auth.rounds,
+      requestMs: params.auth.requestMs,
+      warmupMs: params.auth.warmupMs,
+      log,
+    });
+    for (const row of run.rows) {
+      const t = row.summary;
+      log(
+        `${row.scenario.id.padEnd(22)} req/s ${fmt(t?.value ?? Number.NaN).padStart(7)}  vs no-auth ${row.pairedRatio.toFixed(2)} (ratio of medians ${row.ratio.toFixed(2)})  CPU ${t?.cpuPerUnitUs.toFixed(0)} µs/req${(t?.errors ?? 0) > 0 ? `  ERRORS: ${t?.errors} ${t?.firstError}` : ''}`,
+      );
+      log(`    rounds: ${row.perRound.map((r) => `${fmt(r.value)}/${r.cpuUs.toFixed(0)}µs`).join(' ')}`);
+    }
+    machine.loadEnd = loadAverage();
+    return { run, checks, machine, seconds: (performance.now() - t0) / 1000 };
+  } finally {
+    await Promise.all(Object.values(servers).map((s) => stopped(s)));
+  }
+}
+
+/**
+ * Runs the authenticated manifest GETs (every row with auth on, with --profile-all; and any row
+ * below goal) once more against a Berth with auth started with --cpu-prof: where the time goes.
+ */
+async function profileAuth(rows: readonly AuthRow[], ctx: Context): Promise<boolean> {
+  const chosen = rows.filter((r) => r.scenario.server === 'auth' && (flags['profile-all'] || r.scenario.goal !== undefined || authBelowGoal(r)));
+  if (chosen.length === 0) return false;
+  const profileDir = path.join(workDir, 'cpu-profile-auth');
+  log(`profiled pass: ${chosen.length} auth row(s) against a Berth with auth started with --cpu-prof`);
+  const berth = await started(startBerth(workDir, { label: 'berth-auth-profiled', auth: true, nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profileDir, '--cpu-prof-interval', '250'] }));
+  const windows = new Map<AuthRow, Window>();
+  try {
+    await seedAuth(berth.baseUrl, ctx, true);
+    const token = await pullToken(berth.baseUrl, ADMIN_BASIC);
+    for (const row of chosen) {
+      await row.scenario.run(berth.baseUrl, token, params.auth.warmupMs);
+      const startUs = monotonicMicros();
+      const load = await row.scenario.run(berth.baseUrl, token, params.profileMs);
+      const endUs = monotonicMicros();
+      windows.set(row, { startUs, endUs });
+      log(`  ${row.scenario.id}: ${load.ops} operations profiled (monotonic window ${startUs}–${endUs} µs)`);
+    }
+  } finally {
+    await stopped(berth);
+  }
+  const profile = readProfile(profileDir);
+  if (!profile) return false;
+  for (const [row, window] of windows) row.profile = profile.summarize(window, 8, AUTH_FRAMES);
+  return true;
+}
+
+/** The section of a Markdown document from its `## ` heading to the next one (or the end), or undefined. */
+function sectionOf(doc: string, heading: string): { start: number; end: number } | undefined {
+  const start = doc.startsWith(`${heading}\n`) ? 0 : doc.indexOf(`\n${heading}\n`) + 1;
+  if (start <= 0 && !doc.startsWith(`${heading}\n`)) return undefined;
+  const next = doc.indexOf('\n## ', start + heading.length);
+  return { start, end: next < 0 ? doc.length : next + 1 };
+}
+
+/** `doc` with its auth section replaced by `section` (inserted before "## Below goal", or appended, when it has none). */
+function withAuthSection(doc: string, section: string): string {
+  const body = section.endsWith('\n') ? section : `${section}\n`;
+  const at = sectionOf(doc, AUTH_HEADING);
+  if (at) return `${doc.slice(0, at.start)}${body}${at.end < doc.length ? '\n' : ''}${doc.slice(at.end).replace(/^\n+/, '')}`;
+  const below = doc.indexOf('\n## Below goal\n');
+  if (below >= 0) return `${doc.slice(0, below + 1)}${body}\n${doc.slice(below + 1)}`;
+  return `${doc.replace(/\n*$/, '\n\n')}${body}`;
 }
 
 async function main(): Promise<void> {
@@ -185,24 +288,105 @@ async function main(): Promise<void> {
   const ctx = new Context(params);
   const all = scenarios(params);
   const only = flags.only ? new Set(flags.only.split(',').map((s) => s.trim())) : undefined;
+  const known = [...all.map((s) => s.id), AUTH_SECTION_ID, 'memory'];
   if (only) {
-    const unknown = [...only].filter((id) => !all.some((s) => s.id === id));
-    if (unknown.length > 0) throw new Error(`unknown scenario(s) ${unknown.join(', ')}; known: ${all.map((s) => s.id).join(', ')}`);
+    const unknown = [...only].filter((id) => !known.includes(id));
+    if (unknown.length > 0) throw new Error(`unknown scenario(s) ${unknown.join(', ')}; known: ${known.join(', ')}`);
   }
   const selected = only ? all.filter((s) => only.has(s.id)) : all;
-  log(`berth bench (${params.mode}): ${selected.length} scenarios × ${params.rounds} rounds, work folder ${workDir}`);
+  const runAuth = !only || only.has(AUTH_SECTION_ID);
+  const runMemory = !flags['no-memory'] && (!only || only.has('memory'));
+  log(
+    `berth bench (${params.mode}): ${selected.length} scenarios × ${params.rounds} rounds${runAuth ? `, auth section × ${params.auth.rounds} rounds` : ''}${runMemory ? ', memory' : ''}, work folder ${workDir}`,
+  );
 
-  const reference = await started(startReference(workDir));
-  const berth = await started(startBerth(workDir));
-  log(`reference ${reference.baseUrl} (pid ${reference.pid}), berth ${berth.baseUrl} (pid ${berth.pid})`);
+  const rows: Row[] = [];
+  let berth: Server | undefined;
+  let reference: Server | undefined;
+  const rssAfter: Record<TargetName, number | undefined> = { reference: undefined, berth: undefined };
+  if (selected.length > 0) {
+    const ref = await started(startReference(workDir));
+    const b = await started(startBerth(workDir));
+    reference = ref;
+    berth = b;
+    log(`reference ${ref.baseUrl} (pid ${ref.pid}), berth ${b.baseUrl} (pid ${b.pid})`);
+    rows.push(...(await referenceScenarios(selected, { reference: ref, berth: b }, ctx)));
+    rssAfter.reference = safeRss(ref.pid);
+    rssAfter.berth = safeRss(b.pid);
+  }
 
-  const servers: Record<TargetName, Server> = { reference, berth };
+  machine.loadEnd = loadAverage();
+  if (reference) await stopped(reference);
+  if (berth) await stopped(berth);
+
+  const auth = runAuth ? await authSection(ctx) : undefined;
+
+  // The large blob goes to freshly started servers, so the peak shows the streaming path rather than
+  // what the scenarios above left in the heap; the long-running servers' RSS is reported beside it.
+  const memory: MemoryResult[] = [];
+  if (runMemory) {
+    for (const start of [() => startReference(workDir, { label: 'reference-memory' }), () => startBerth(workDir, { label: 'berth-memory' })]) {
+      const server = await started(start());
+      try {
+        log(`memory: ${formatBytes(params.memory.size)} push + pull on a fresh ${server.name}`);
+        const result = await memoryScenario(server, ctx, rssAfter[server.name]);
+        memory.push(result);
+        const mib = (n: number) => (n / 1024 / 1024).toFixed(0);
+        log(`  push peak ${mib(result.push.peak.sampledPeak)} MiB (${fmt(result.push.mbPerSecond)} MB/s), pull peak ${mib(result.pull.peak.sampledPeak)} MiB (${fmt(result.pull.mbPerSecond)} MB/s)`);
+      } finally {
+        await stopped(server);
+      }
+    }
+  }
+
+  const profiling = !flags['no-profile'] && !flags.quick;
+  const profiled = profiling ? await profilePass(rows, ctx) : false;
+  const authProfiled = profiling && auth ? await profileAuth(auth.run.rows, ctx) : false;
+
+  const authText = auth
+    ? renderAuthSection({ machine: auth.machine, command: commandLine(), run: auth.run, checks: auth.checks, durationSeconds: auth.seconds, profiled: authProfiled })
+    : undefined;
+  const ranReference = selected.length > 0 || memory.length > 0;
+  const report = ranReference
+    ? renderReport({
+        machine,
+        params,
+        rows,
+        memory,
+        durationSeconds: (performance.now() - t0) / 1000,
+        profiled,
+        authSection: authText,
+      })
+    : authText;
+  log('report rendered');
+  if (report !== undefined) process.stdout.write(report);
+  if (flags.write) {
+    const file = path.join(REPO_ROOT, 'BENCHMARKS.md');
+    const old = existsSync(file) ? readFileSync(file, 'utf8') : '';
+    if (ranReference) {
+      // Keep the file's auth section when this run did not measure one.
+      const kept = authText === undefined ? sectionOf(old, AUTH_HEADING) : undefined;
+      writeFileSync(file, kept ? withAuthSection(report as string, old.slice(kept.start, kept.end).replace(/\n+$/, '\n')) : (report as string));
+      log('wrote BENCHMARKS.md');
+    } else if (authText !== undefined) {
+      writeFileSync(file, withAuthSection(old, authText));
+      log('wrote the auth section of BENCHMARKS.md (the rest is unchanged)');
+    }
+  }
+}
+
+/** How this run was started, for the report. */
+function commandLine(): string {
+  return ['node bench/run.ts', ...process.argv.slice(2)].join(' ');
+}
+
+/** The scenarios against the reference: seeding both registries, then every row interleaved round by round. */
+async function referenceScenarios(selected: readonly Scenario[], servers: Record<TargetName, Server>, ctx: Context): Promise<Row[]> {
   const targets = {} as Record<TargetName, SeededTarget>;
-  for (const server of [reference, berth]) {
+  for (const server of [servers.reference, servers.berth]) {
     log(`seeding ${server.name}`);
     targets[server.name] = { name: server.name, baseUrl: server.baseUrl, seed: await seed(server.baseUrl, ctx, log) };
   }
-
   const rows: Row[] = [];
   for (const scenario of selected) {
     const names: TargetName[] = scenario.only ? [scenario.only] : ['reference', 'berth'];
@@ -222,45 +406,7 @@ async function main(): Promise<void> {
     );
   }
 
-  machine.loadEnd = loadAverage();
-  const rssAfter: Record<TargetName, number | undefined> = { reference: safeRss(reference.pid), berth: safeRss(berth.pid) };
-  await stopped(reference);
-  await stopped(berth);
-
-  // The large blob goes to freshly started servers, so the peak shows the streaming path rather than
-  // what the scenarios above left in the heap; the long-running servers' RSS is reported beside it.
-  const memory: MemoryResult[] = [];
-  if (!flags['no-memory']) {
-    for (const start of [() => startReference(workDir, { label: 'reference-memory' }), () => startBerth(workDir, { label: 'berth-memory' })]) {
-      const server = await started(start());
-      try {
-        log(`memory: ${formatBytes(params.memory.size)} push + pull on a fresh ${server.name}`);
-        const result = await memoryScenario(server, ctx, rssAfter[server.name]);
-        memory.push(result);
-        const mib = (n: number) => (n / 1024 / 1024).toFixed(0);
-        log(`  push peak ${mib(result.push.peak.sampledPeak)} MiB (${fmt(result.push.mbPerSecond)} MB/s), pull peak ${mib(result.pull.peak.sampledPeak)} MiB (${fmt(result.pull.mbPerSecond)} MB/s)`);
-      } finally {
-        await stopped(server);
-      }
-    }
-  }
-
-  const profiled = !flags['no-profile'] && !flags.quick ? await profilePass(rows, ctx) : false;
-
-  const report = renderReport({
-    machine,
-    params,
-    rows,
-    memory,
-    durationSeconds: (performance.now() - t0) / 1000,
-    profiled,
-  });
-  log('report rendered');
-  process.stdout.write(report);
-  if (flags.write) {
-    writeFileSync(path.join(REPO_ROOT, 'BENCHMARKS.md'), report);
-    log('wrote BENCHMARKS.md');
-  }
+  return rows;
 }
 
 try {

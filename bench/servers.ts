@@ -48,7 +48,8 @@ async function waitReady(baseUrl: string, child: ChildProcess, logFile: string, 
     try {
       const res = await fetch(`${baseUrl}/v2/`, { signal: AbortSignal.timeout(1000) });
       await res.arrayBuffer();
-      if (res.status === 200) return;
+      // 401 is a Berth with auth on, up and challenging.
+      if (res.status === 200 || res.status === 401) return;
     } catch {
       /* not listening yet */
     }
@@ -110,7 +111,14 @@ export async function startReference(workDir: string, options: { label?: string 
   return { name: 'reference', pid: child.pid as number, baseUrl, logFile, dataDir, stop };
 }
 
-export async function startBerth(workDir: string, options: { nodeArgs?: readonly string[]; label?: string } = {}): Promise<Server> {
+/** The admin password of the Berth the benchmark starts (scenarios with auth log in with it). */
+export const BENCH_ADMIN_PASSWORD = 'Admin12345';
+
+/**
+ * Berth on its defaults, except that auth is off unless `auth` is set: the comparisons against
+ * the reference registry (which runs without auth) need the no-auth figure.
+ */
+export async function startBerth(workDir: string, options: { nodeArgs?: readonly string[]; label?: string; auth?: boolean } = {}): Promise<Server> {
   const label = options.label ?? 'berth';
   const dataDir = path.join(workDir, `${label}-data`);
   mkdirSync(dataDir, { recursive: true });
@@ -120,7 +128,7 @@ export async function startBerth(workDir: string, options: { nodeArgs?: readonly
   const child = spawn(
     process.execPath,
     [...(options.nodeArgs ?? []), '--max-semi-space-size=1', path.join(REPO_ROOT, 'bin/berth.js'), 'serve', '--addr', `127.0.0.1:${port}`, '--data-dir', dataDir],
-    { cwd: REPO_ROOT, stdio: ['ignore', fd, fd], env: cleanEnv() },
+    { cwd: REPO_ROOT, stdio: ['ignore', fd, fd], env: { ...cleanEnv(), BERTH_AUTH_ENABLED: options.auth ? 'true' : 'false', BERTH_ADMIN_PASSWORD: BENCH_ADMIN_PASSWORD } },
   );
   closeSync(fd);
   const baseUrl = `http://127.0.0.1:${port}`;
