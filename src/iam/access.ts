@@ -35,6 +35,43 @@ export interface ProjectDirectory {
   rolesOf(userId: number, projectId: number): Promise<number[]>;
 }
 
+/**
+ * A ProjectDirectory that remembers projects by name for a short while: the /v2 guard asks for
+ * the same few projects on every request. A change made on this node clears it at once (call
+ * `forget`); one made on another node shows here within `ttlMs`. Roles are not cached.
+ */
+export class CachedProjectDirectory implements ProjectDirectory {
+  readonly #inner: ProjectDirectory;
+  readonly #ttlMs: number;
+  readonly #now: () => number;
+  readonly #byName = new Map<string, { ref: ProjectRef | undefined; until: number }>();
+
+  constructor(inner: ProjectDirectory, options: { ttlMs?: number; now?: () => number } = {}) {
+    this.#inner = inner;
+    this.#ttlMs = options.ttlMs ?? 2000;
+    this.#now = options.now ?? Date.now;
+  }
+
+  async find(nameOrId: string | number): Promise<ProjectRef | undefined> {
+    if (typeof nameOrId === 'number' || /^\d+$/.test(nameOrId)) return this.#inner.find(nameOrId);
+    const now = this.#now();
+    const hit = this.#byName.get(nameOrId);
+    if (hit && hit.until > now) return hit.ref;
+    const ref = await this.#inner.find(nameOrId);
+    if (this.#byName.size >= 10_000) this.#byName.clear();
+    this.#byName.set(nameOrId, { ref, until: now + this.#ttlMs });
+    return ref;
+  }
+
+  rolesOf(userId: number, projectId: number): Promise<number[]> {
+    return this.#inner.rolesOf(userId, projectId);
+  }
+
+  forget(): void {
+    this.#byName.clear();
+  }
+}
+
 export class AccessControl {
   readonly #projects: ProjectDirectory;
 

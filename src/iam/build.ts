@@ -9,7 +9,7 @@ import { resolveDataPath } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import type { Database } from '../platform/db/schema.ts';
 import { ProjectService } from '../projects/service.ts';
-import { AccessControl } from './access.ts';
+import { AccessControl, CachedProjectDirectory } from './access.ts';
 import { Authenticator } from './authenticate.ts';
 import { RegistryAuth } from './registry-auth.ts';
 import { RobotService } from './robots.ts';
@@ -24,6 +24,8 @@ export interface Iam {
   readonly robots: RobotService;
   readonly sessions: SessionService;
   readonly projects: ProjectService;
+  /** The same projects through a 2 s cache, for the /v2 guard and the token endpoint. */
+  readonly cachedProjects: CachedProjectDirectory;
   readonly tokens: TokenService;
   readonly authenticator: Authenticator;
   readonly access: AccessControl;
@@ -35,7 +37,11 @@ export async function buildIam(config: Config, db: Kysely<Database>, log: Fastif
   // Cached logins must not outlive a password change, a disabled robot or a deleted account.
   let forgetLogins = (): void => {};
   const onCredentialsChanged = () => forgetLogins();
-  const projects = new ProjectService({ db, defaultStorageBytes: config.quota.defaultStorageBytes, onCredentialsChanged });
+  // The /v2 guard reads projects through a short cache; changes made on this node clear it at once.
+  let forgetProjects = (): void => {};
+  const projects = new ProjectService({ db, defaultStorageBytes: config.quota.defaultStorageBytes, onCredentialsChanged, onProjectChanged: () => forgetProjects() });
+  const cachedProjects = new CachedProjectDirectory(projects);
+  forgetProjects = () => cachedProjects.forget();
   const users = new UserService({ db, passwordPolicy: { minLength: config.auth.passwordMinLength }, onCredentialsChanged, robotPrefix: config.auth.robotNamePrefix });
   const robots = new RobotService({ db, projects, prefix: config.auth.robotNamePrefix, defaultDays: config.auth.robotDefaultDays, onCredentialsChanged });
   const sessions = new SessionService({ db, timeoutMinutes: config.auth.sessionTimeoutMinutes });
@@ -59,6 +65,6 @@ export async function buildIam(config: Config, db: Kysely<Database>, log: Fastif
   const adminSubject = await users.subjectByName('admin');
   await projects.ensureLibrary(adminSubject?.id ?? 1);
 
-  const registryGuard = config.auth.enabled ? new RegistryAuth({ tokens, authenticator, projects, access, externalUrl: config.server.externalUrl }) : undefined;
-  return { enabled: config.auth.enabled, users, robots, sessions, projects, tokens, authenticator, access, registryGuard };
+  const registryGuard = config.auth.enabled ? new RegistryAuth({ tokens, authenticator, projects: cachedProjects, access, externalUrl: config.server.externalUrl }) : undefined;
+  return { enabled: config.auth.enabled, users, robots, sessions, projects, cachedProjects, tokens, authenticator, access, registryGuard };
 }

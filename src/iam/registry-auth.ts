@@ -103,6 +103,7 @@ export class RegistryAuth implements RegistryGuard {
         throw err;
       }
       if (needed.every((n) => covers(verified.access, n))) {
+        if (await this.#predatesAProject(needed, verified.issuedAt)) throw this.#challenge(request, needed, 'the token was issued before the project was created; get a new one', 'invalid_token');
         return route.kind === 'catalog' ? this.#catalogCaller(await this.#subjectOf(verified.subject)) : {};
       }
       const subject = verified.subject === '' ? undefined : await this.#subjectOf(verified.subject);
@@ -121,6 +122,21 @@ export class RegistryAuth implements RegistryGuard {
     const granted = await grantFor(subject, needed, this.#deps);
     if (needed.every((n) => covers(granted, n))) return route.kind === 'catalog' ? this.#catalogCaller(subject) : {};
     throw await this.#refusal(request, needed, subject);
+  }
+
+  /**
+   * A token names projects by name only. One issued before a project of that name was created was
+   * granted on an older project (deleted since) and must not open the new one (Harbor checks this too).
+   */
+  async #predatesAProject(needed: readonly ResourceAccess[], issuedAtSeconds: number): Promise<boolean> {
+    for (const n of needed) {
+      const projectName = n.type === 'repository' ? projectNameOf(n.name) : undefined;
+      if (projectName === undefined) continue;
+      const project = await this.#deps.projects.find(projectName);
+      // iat has whole seconds: a project created within the token's second is not newer than it.
+      if (project && project.createdAt >= (issuedAtSeconds + 1) * 1000) return true;
+    }
+    return false;
   }
 
   async #subjectOf(name: string): Promise<Subject> {

@@ -25,6 +25,8 @@ export interface ProjectServiceOptions {
    * authenticator must be dropped.
    */
   readonly onCredentialsChanged?: () => void;
+  /** Called after a project is created, changed (public flag, metadata) or deleted: caches of projects drop it. */
+  readonly onProjectChanged?: () => void;
 }
 
 /** A project as the API shows it, before Harbor's JSON shape is applied. */
@@ -114,6 +116,7 @@ export class ProjectService implements ProjectDirectory {
   readonly #defaultStorageBytes: number;
   readonly #now: () => number;
   readonly #onCredentialsChanged: () => void;
+  readonly #onProjectChanged: () => void;
   readonly members: MemberService;
   readonly quotas: QuotaService;
 
@@ -122,6 +125,7 @@ export class ProjectService implements ProjectDirectory {
     this.#defaultStorageBytes = options.defaultStorageBytes;
     this.#now = options.now ?? Date.now;
     this.#onCredentialsChanged = options.onCredentialsChanged ?? (() => {});
+    this.#onProjectChanged = options.onProjectChanged ?? (() => {});
     this.members = new MemberService(this.#store, this.#now);
     this.quotas = new QuotaService(this.#store, this.#now);
   }
@@ -212,6 +216,7 @@ export class ProjectService implements ProjectDirectory {
     }
     const id = await this.#store.insertProject({ name, ownerId, public: isPublic ?? false, metadata: stored, hard, memberUserId, now: this.#now() });
     if (id === undefined) throw conflict(`project ${name} already exists`);
+    this.#onProjectChanged();
     const created = await this.findById(id);
     if (!created) throw notFound(`project ${name} was deleted while being created`);
     return created;
@@ -278,6 +283,7 @@ export class ProjectService implements ProjectDirectory {
       }
     }
     await this.#store.updateProject(project.id, { public: isPublic ?? row.public === 1, metadata: stored, now: this.#now() });
+    this.#onProjectChanged();
   }
 
   /** Whether the project may be deleted: not while it holds repositories (Harbor's _deletable). */
@@ -292,6 +298,7 @@ export class ProjectService implements ProjectDirectory {
     if (result === 'gone') throw notFound(`project ${project.name} not found`);
     if (result === 'held') throw new ApiError('PRECONDITION', (await this.deletable(project)).message || `project ${project.name} contains repositories, can not be deleted`);
     this.#onCredentialsChanged();
+    this.#onProjectChanged();
   }
 
   async summary(project: ProjectRef, include: { members: boolean; quota: boolean }): Promise<ProjectSummary> {
@@ -376,6 +383,7 @@ export class ProjectService implements ProjectDirectory {
       else stored[key] = value;
     }
     await this.#store.updateProject(project.id, { public: isPublic, metadata: stored, now: this.#now() });
+    this.#onProjectChanged();
   }
 }
 

@@ -163,6 +163,37 @@ for (const backend of BACKENDS) {
         }
       });
 
+      it('refuses a token issued before its project was created (a deleted project recreated under the same name)', async () => {
+        const id = await createProject(server, 'phoenix');
+        await addMember(server, id, dev, 2);
+        const token = await registryToken(server, ['repository:phoenix/app:pull,push'], dev.auth);
+        assert.equal((await fetch(`${server.url}/v2/phoenix/app/tags/list`, { headers: bearer(token) })).status, 404, 'valid for the project it was issued on');
+        // The project is deleted and another one takes its name: its creation time is after the token's.
+        await server.app.database.db.updateTable('projects').set({ created_at: Date.now() + 5000 }).where('id', '=', id).execute();
+        server.app.iam.cachedProjects.forget();
+        const res = await fetch(`${server.url}/v2/phoenix/app/tags/list`, { headers: bearer(token) });
+        assert.equal(res.status, 401);
+        assert.match(res.headers.get('www-authenticate') ?? '', /error="invalid_token"/);
+        await res.arrayBuffer();
+      });
+
+      it('applies a project turning public or private at once, though the guard caches projects', async () => {
+        const setPublic = async (value: boolean) => {
+          const res = await fetch(`${server.url}/api/v2.0/projects/other`, {
+            method: 'PUT',
+            headers: { authorization: ADMIN_AUTH, 'content-type': 'application/json' },
+            body: JSON.stringify({ metadata: { public: String(value) } }),
+          });
+          assert.equal(res.status, 200, await res.text());
+        };
+        const anonymousPull = async () => tokenAccess(await registryToken(server, ['repository:other/app:pull']));
+        assert.deepEqual(await anonymousPull(), []);
+        await setPublic(true);
+        assert.deepEqual(await anonymousPull(), [{ type: 'repository', name: 'other/app', actions: ['pull'] }]);
+        await setPublic(false);
+        assert.deepEqual(await anonymousPull(), []);
+      });
+
       it('accepts Basic credentials directly on /v2, as Harbor does', async () => {
         assert.equal((await fetch(`${server.url}/v2/team/app/manifests/v1`, { headers: { authorization: guest.auth } })).status, 200);
         await assertError(await fetch(`${server.url}/v2/team/app/manifests/v1`, { headers: { authorization: outsider.auth } }), 403, 'DENIED');
