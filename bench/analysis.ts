@@ -70,8 +70,8 @@ export const ANALYSIS: Record<string, Analysis> = {
     fix: 'nothing specific to auth: the fixes of the manifest GET itself (see the rows against the reference) apply to both Berths.',
   },
   'auth-manifest-basic': {
-    why: 'Basic credentials carry no grant, so on every request the guard decodes the header, derives the login-cache key (a SHA-256 of name and password, src/iam/authenticate.ts; argon2 runs only on a cache miss), and then works out the grant: it looks the project up by name in the database (src/projects, one SQLite query built by Kysely), before the manifest handler makes its own queries. The profile lines (when the run profiled this row) show the guard, the login check, the grant and the project lookup separately.',
-    fix: 'cache project lookups by name in process (ProjectService.find), invalidated by this process\'s project writes and, with several nodes, by a short lifetime; or build the lookup query once and reuse it. Clients that follow the bearer challenge (docker, containerd, podman, skopeo) take the token path and do not pay this.',
+    why: 'Basic credentials carry no grant, so on every request the guard decodes the header, derives the login-cache key (a SHA-256 of name and password, src/iam/authenticate.ts; argon2 runs only on a cache miss), and then works out the grant from the project (read through a 2 s in-process cache, src/iam/access.ts CachedProjectDirectory) and, for a user who is not a system admin, their roles (one query), before the manifest handler makes its own queries. The profile lines (when the run profiled this row) show the guard, the login check and the grant separately.',
+    fix: 'a cache of granted access per credential and repository would skip the grant; the header decoding and the cache-key hash remain. Clients that follow the bearer challenge (docker, containerd, podman, skopeo) take the token path and do not pay this.',
   },
   'auth-token-basic': {
     why: 'each token is a fresh ES256 signature made through WebCrypto (jose), an asynchronous job with its own bookkeeping per call, plus the login-cache check and the grant (one project lookup per scope).',
