@@ -47,6 +47,8 @@ export interface AuthenticatorOptions {
   /** How long a verified Basic credential is remembered, in milliseconds. */
   readonly cacheMs?: number;
   readonly now?: () => number;
+  /** Told of every password or secret actually checked (not cached logins), for the audit log. */
+  readonly onLoginChecked?: (check: { name: string; kind: 'user' | 'robot'; address: string; ok: boolean; reason?: string }) => void;
 }
 
 interface CachedLogin {
@@ -76,6 +78,7 @@ export class Authenticator {
   readonly #cacheMs: number;
   readonly #now: () => number;
   readonly #cache = new Map<string, CachedLogin>();
+  readonly #onLoginChecked: AuthenticatorOptions['onLoginChecked'];
 
   constructor(options: AuthenticatorOptions) {
     this.#users = options.users;
@@ -83,6 +86,7 @@ export class Authenticator {
     this.#limiter = options.limiter ?? new LoginLimiter();
     this.#cacheMs = options.cacheMs ?? 60_000;
     this.#now = options.now ?? Date.now;
+    this.#onLoginChecked = options.onLoginChecked;
   }
 
   /**
@@ -94,15 +98,19 @@ export class Authenticator {
     const cached = this.#cache.get(key);
     if (cached && cached.until > this.#now()) return cached.subject as Exclude<Subject, { kind: 'anonymous' }>;
     const decision = this.#limiter.check(username, clientAddress);
+    const kind = this.#robots.isRobotName(username) ? 'robot' : 'user';
     if (!decision.allowed) {
+      this.#onLoginChecked?.({ name: username, kind, address: clientAddress, ok: false, reason: 'too many failed logins' });
       throw new ApiError('TOO_MANY_REQUESTS', `too many failed logins; try again in ${decision.retryAfterSeconds} s`, { 'retry-after': String(decision.retryAfterSeconds) });
     }
-    const subject = this.#robots.isRobotName(username) ? await this.#robots.checkSecret(username, password) : await this.#users.checkPassword(username, password);
+    const subject = kind === 'robot' ? await this.#robots.checkSecret(username, password) : await this.#users.checkPassword(username, password);
     if (!subject) {
       this.#limiter.recordFailure(username, clientAddress);
+      this.#onLoginChecked?.({ name: username, kind, address: clientAddress, ok: false, reason: 'invalid username or password' });
       throw new ApiError('UNAUTHORIZED', 'invalid username or password');
     }
     this.#limiter.recordSuccess(username, clientAddress);
+    this.#onLoginChecked?.({ name: username, kind, address: clientAddress, ok: true });
     if (this.#cache.size >= 10_000) this.#cache.clear();
     this.#cache.set(key, { subject, until: this.#now() + this.#cacheMs });
     return subject;
@@ -112,6 +120,11 @@ export class Authenticator {
   async subjectByName(name: string): Promise<Subject | undefined> {
     if (name === '') return { kind: 'anonymous' };
     return this.#robots.isRobotName(name) ? this.#robots.subjectByName(name) : this.#users.subjectByName(name);
+  }
+
+  /** Whether a name belongs to a robot (by its prefix). */
+  isRobotName(name: string): boolean {
+    return this.#robots.isRobotName(name);
   }
 
   /** Drops every remembered login (after a password change, a robot update, a deletion …). */

@@ -8,6 +8,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import { resolveDataPath } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import type { Database } from '../platform/db/schema.ts';
+import type { EventBus } from '../platform/events/bus.ts';
 import { ProjectService } from '../projects/service.ts';
 import { AccessControl, CachedProjectDirectory } from './access.ts';
 import { Authenticator } from './authenticate.ts';
@@ -33,7 +34,7 @@ export interface Iam {
   readonly registryGuard: RegistryAuth | undefined;
 }
 
-export async function buildIam(config: Config, db: Kysely<Database>, log: FastifyBaseLogger): Promise<Iam> {
+export async function buildIam(config: Config, db: Kysely<Database>, log: FastifyBaseLogger, events?: EventBus): Promise<Iam> {
   // Cached logins must not outlive a password change, a disabled robot or a deleted account.
   let forgetLogins = (): void => {};
   const onCredentialsChanged = () => forgetLogins();
@@ -45,7 +46,18 @@ export async function buildIam(config: Config, db: Kysely<Database>, log: Fastif
   const users = new UserService({ db, passwordPolicy: { minLength: config.auth.passwordMinLength }, onCredentialsChanged, robotPrefix: config.auth.robotNamePrefix });
   const robots = new RobotService({ db, projects, prefix: config.auth.robotNamePrefix, defaultDays: config.auth.robotDefaultDays, onCredentialsChanged });
   const sessions = new SessionService({ db, timeoutMinutes: config.auth.sessionTimeoutMinutes });
-  const authenticator = new Authenticator({ users, robots });
+  const authenticator = new Authenticator({
+    users,
+    robots,
+    onLoginChecked: (check) =>
+      events?.emit({
+        type: 'login',
+        at: Date.now(),
+        actor: { name: check.name, kind: check.kind, address: check.address },
+        result: check.ok ? 'success' : 'failure',
+        ...(check.reason ? { reason: check.reason } : {}),
+      }),
+  });
   forgetLogins = () => authenticator.forget();
   const access = new AccessControl(projects);
   const tokens = new TokenService({

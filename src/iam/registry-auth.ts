@@ -102,6 +102,7 @@ export class RegistryAuth implements RegistryGuard {
         if (err instanceof TokenError) throw this.#challenge(request, needed, `invalid token: ${err.message}`, 'invalid_token');
         throw err;
       }
+      if (verified.subject !== '') request.actor = { name: verified.subject, kind: this.#deps.authenticator.isRobotName(verified.subject) ? 'robot' : 'user' };
       if (needed.every((n) => covers(verified.access, n))) {
         if (await this.#predatesAProject(needed, verified.issuedAt)) throw this.#challenge(request, needed, 'the token was issued before the project was created; get a new one', 'invalid_token');
         return route.kind === 'catalog' ? this.#catalogCaller(await this.#subjectOf(verified.subject)) : {};
@@ -119,6 +120,7 @@ export class RegistryAuth implements RegistryGuard {
       if (err instanceof ApiError && err.code === 'UNAUTHORIZED') throw this.#challenge(request, needed, err.message);
       throw err;
     }
+    request.actor = { name: subject.name, kind: subject.kind };
     const granted = await grantFor(subject, needed, this.#deps);
     if (needed.every((n) => covers(granted, n))) return route.kind === 'catalog' ? this.#catalogCaller(subject) : {};
     throw await this.#refusal(request, needed, subject);

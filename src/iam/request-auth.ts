@@ -31,8 +31,10 @@ export function apiAuthHook(deps: ApiAuthDeps): (request: FastifyRequest, reply:
     if (authorization !== undefined) {
       const basic = parseBasic(authorization);
       if (basic) {
-        request.subject = await deps.authenticator.login(basic.username, basic.password, request.ip);
+        const subject = await deps.authenticator.login(basic.username, basic.password, request.ip);
+        request.subject = subject;
         request.authVia = 'basic';
+        request.actor = { name: subject.name, kind: subject.kind };
         return;
       }
       if (parseBearer(authorization)) throw new ApiError('UNAUTHORIZED', 'bearer tokens are accepted on /v2 only; use Basic credentials or a session here');
@@ -51,6 +53,7 @@ export function apiAuthHook(deps: ApiAuthDeps): (request: FastifyRequest, reply:
     }
     request.subject = session.subject;
     request.authVia = 'session';
+    request.actor = { name: session.subject.name, kind: 'user' };
     reply.header(CSRF_HEADER, session.csrfToken);
   };
 }

@@ -10,8 +10,12 @@
  */
 import type { Kysely } from 'kysely';
 import type { Database } from '../platform/db/schema.ts';
+import { type EventBus, SYSTEM_ACTOR } from '../platform/events/bus.ts';
 import { OciError } from '../platform/oci/errors.ts';
 import type { RegistryQuota } from '../registry/store.ts';
+
+/** Share of the limit past which a push raises a quota warning (Harbor's 85%). */
+export const QUOTA_WARNING_RATIO = 0.85;
 
 interface ProjectQuota {
   readonly projectId: number;
@@ -38,9 +42,11 @@ export class QuotaLedger implements RegistryQuota {
   /** Repository id → its project. A repository never changes project, and ids are never reused. */
   readonly #projectOf = new Map<number, ProjectQuota | null>();
   readonly #now: () => number;
+  readonly #events: EventBus | undefined;
 
-  constructor(now: () => number = Date.now) {
-    this.#now = now;
+  constructor(options: { now?: () => number; events?: EventBus } = {}) {
+    this.#now = options.now ?? Date.now;
+    this.#events = options.events;
   }
 
   async #project(db: Kysely<Database>, repositoryId: number): Promise<ProjectQuota | undefined> {
@@ -108,11 +114,31 @@ export class QuotaLedger implements RegistryQuota {
       .set((eb) => ({ used: eb('used', '+', added), updated_at: now }))
       .where('project_id', '=', project.projectId)
       .where((eb) => eb.or([eb('hard', '<', 0), eb(eb('used', '+', added), '<=', eb.ref('hard'))]))
+      .returning(['used', 'hard'])
       .executeTakeFirst();
-    if (Number(updated.numUpdatedRows) === 1) return;
+    if (updated) {
+      this.#warnIfCrossed(project, updated.used - added, updated.used, updated.hard);
+      return;
+    }
     const hasQuota = await trx.selectFrom('quotas').select('id').where('project_id', '=', project.projectId).executeTakeFirst();
     if (!hasQuota) return;
     throw await this.#refusal(trx, project, added);
+  }
+
+  /** Harbor's QUOTA_WARNING: usage crossed 85% of the limit with this push. */
+  #warnIfCrossed(project: ProjectQuota, before: number, after: number, hard: number): void {
+    if (!this.#events || hard <= 0) return;
+    const threshold = hard * QUOTA_WARNING_RATIO;
+    if (before >= threshold || after < threshold) return;
+    this.#events.emit({
+      type: 'quota.warning',
+      at: this.#now(),
+      actor: SYSTEM_ACTOR,
+      project: project.projectName,
+      used: after,
+      hard,
+      message: `project ${project.projectName} uses ${formatBytes(after)} of its ${formatBytes(hard)} storage quota`,
+    });
   }
 
   async release(trx: Kysely<Database>, repositoryId: number, candidates: readonly string[]): Promise<void> {

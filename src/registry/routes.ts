@@ -1,5 +1,7 @@
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { actorOf, type EventBus, type RegistryOperationEvent } from '../platform/events/bus.ts';
+import { statusOf, toOciError } from '../platform/http/errors.ts';
 import type { Metrics } from '../platform/http/metrics.ts';
 import { sendPositional } from '../platform/http/send-positional.ts';
 import { OciError } from '../platform/oci/errors.ts';
@@ -33,6 +35,10 @@ export interface RegistryRoutesDeps {
   readonly externalUrl: string;
   /** Absent when auth is off: /v2 is then open to anyone. */
   readonly guard?: RegistryGuard | undefined;
+  /** Where pushes, pulls and deletes are announced (audit, webhooks); absent in bare setups. */
+  readonly events?: EventBus | undefined;
+  /** Told of every manifest GET that found its manifest (pull times); synchronous, must not block. */
+  readonly onManifestPulled?: ((repository: string, digest: string) => void) | undefined;
 }
 
 type Query = Record<string, string | undefined>;
@@ -96,9 +102,40 @@ export async function registryRoutes(app: FastifyInstance, deps: RegistryRoutesD
       reply.header('allow', ALLOWED_METHODS[route.kind].join(', '));
       throw new OciError('METHOD_NOT_ALLOWED', `${request.method} is not allowed on ${route.kind}`);
     }
-    const caller = deps.guard ? await deps.guard.check(request, route, query) : {};
-    return dispatch(route, request, reply, query, caller);
+    try {
+      const caller = deps.guard ? await deps.guard.check(request, route, query) : {};
+      return await dispatch(route, request, reply, query, caller);
+    } catch (err) {
+      if (route.kind === 'manifest' && deps.events) announceFailure(request, route.name, route.reference, err);
+      throw err;
+    }
   };
+
+  /** A refused or failed manifest operation. The 401 that starts every token handshake is not a failure. */
+  function announceFailure(request: FastifyRequest, repository: string, reference: string, err: unknown): void {
+    const error = toOciError(err);
+    const status = statusOf(error.code);
+    if (status === 401 && request.headers.authorization === undefined) return;
+    if (request.method === 'HEAD') return;
+    const isDigest = reference.includes(':');
+    deps.events?.emit({
+      type: 'registry.operation',
+      at: Date.now(),
+      actor: actorOf(request),
+      operation: request.method === 'GET' ? 'pull' : request.method === 'DELETE' ? 'delete' : 'push',
+      resourceType: request.method === 'DELETE' && !isDigest ? 'tag' : 'artifact',
+      repository,
+      reference,
+      ...(isDigest ? { digest: reference } : { tag: reference }),
+      result: 'failure',
+      status,
+      reason: `${error.code}: ${error.message}`,
+    });
+  }
+
+  function announce(request: FastifyRequest, event: Omit<RegistryOperationEvent, 'type' | 'at' | 'actor' | 'result'>): void {
+    deps.events?.emit({ type: 'registry.operation', at: Date.now(), actor: actorOf(request), result: 'success', ...event });
+  }
 
   async function dispatch(route: V2Route, request: FastifyRequest, reply: FastifyReply, query: Query, caller: RegistryCaller): Promise<FastifyReply> {
     const method = request.method;
@@ -228,6 +265,20 @@ export async function registryRoutes(app: FastifyInstance, deps: RegistryRoutesD
       const result = await deps.manifests.put(name, reference, declaredContentType.get(request), request.raw, contentLengthOf(request.raw));
       if (result.subject) reply.header('oci-subject', result.subject);
       deps.metrics.bytesReceived.inc(result.size);
+      if (deps.events) {
+        const mediaType = declaredContentType.get(request);
+        announce(request, {
+          operation: 'push',
+          resourceType: 'artifact',
+          repository: name,
+          reference,
+          digest: result.digest,
+          ...(reference.includes(':') ? {} : { tag: reference }),
+          ...(mediaType ? { mediaType } : {}),
+          size: result.size,
+          status: 201,
+        });
+      }
       return reply
         .code(201)
         .header('location', `${base}/v2/${name}/manifests/${result.digest}`)
@@ -237,9 +288,29 @@ export async function registryRoutes(app: FastifyInstance, deps: RegistryRoutesD
     }
     if (request.method === 'DELETE') {
       await deps.manifests.delete(name, reference);
+      if (deps.events) {
+        const isDigest = reference.includes(':');
+        announce(request, { operation: 'delete', resourceType: isDigest ? 'artifact' : 'tag', repository: name, reference, ...(isDigest ? { digest: reference } : { tag: reference }), status: 202 });
+      }
       return reply.code(202).header('content-length', '0').send();
     }
     const stored = await deps.manifests.get(name, reference);
+    if (request.method === 'GET') {
+      deps.onManifestPulled?.(name, stored.digest);
+      if (deps.events) {
+        announce(request, {
+          operation: 'pull',
+          resourceType: 'artifact',
+          repository: name,
+          reference,
+          digest: stored.digest,
+          ...(reference.includes(':') ? {} : { tag: reference }),
+          mediaType: stored.mediaType,
+          size: stored.size,
+          status: 200,
+        });
+      }
+    }
     const etag = `"${stored.digest}"`;
     reply
       .header('content-type', stored.mediaType)

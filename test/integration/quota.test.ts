@@ -60,6 +60,22 @@ for (const backend of BACKENDS) {
       assert.deepEqual(await quotaOf(server, id), { hard: 1000, used: 600 });
     });
 
+    it('raises one quota warning when a push crosses 85% of the limit', async () => {
+      await createProject(server, 'warn', { storageLimit: 1000 });
+      const warnings: unknown[] = [];
+      const stop = server.app.events.on('quota.warning', (e) => warnings.push(e));
+      try {
+        assert.equal((await monolithic('warn/app', randomBlob(800))).status, 201);
+        assert.equal(warnings.length, 0, '80% is below the threshold');
+        assert.equal((await monolithic('warn/app', randomBlob(100))).status, 201);
+        assert.equal((await monolithic('warn/app', randomBlob(50))).status, 201);
+        assert.equal(warnings.length, 1, 'only the push that crossed 85% warns');
+        assert.deepEqual({ ...(warnings[0] as object), at: 0, message: '' }, { type: 'quota.warning', at: 0, actor: { name: 'system', kind: 'system' }, project: 'warn', used: 900, hard: 1000, message: '' });
+      } finally {
+        stop();
+      }
+    });
+
     it('counts a blob once per project however many repositories hold it, and once more in another project', async () => {
       const a = await createProject(server, 'share-a', { storageLimit: -1 });
       const b = await createProject(server, 'share-b', { storageLimit: -1 });

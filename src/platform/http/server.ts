@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import { OciError } from '../oci/errors.ts';
+import '../events/bus.ts';
 import { ApiError, sendApiError, toApiError } from './api.ts';
 import { errorBody, sendOciError, statusOf, toOciError } from './errors.ts';
 import type { Metrics } from './metrics.ts';
@@ -74,6 +75,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   });
 
   app.decorateRequest('metricsRoute', undefined);
+  app.decorateRequest('actor', undefined);
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
