@@ -81,6 +81,8 @@ export interface JobListFilter {
   readonly status?: JobStatus;
   /** Only jobs with a smaller id (the previous page's last id). */
   readonly beforeId?: number;
+  /** Skips this many (page-numbered listings). */
+  readonly offset?: number;
   readonly limit?: number;
 }
 
@@ -409,7 +411,35 @@ export class JobQueue {
     if (filter.kind !== undefined) query = query.where('kind', '=', filter.kind);
     if (filter.status !== undefined) query = query.where('status', '=', filter.status);
     if (filter.beforeId !== undefined) query = query.where('id', '<', filter.beforeId);
+    if (filter.offset !== undefined && filter.offset > 0) query = query.offset(filter.offset);
     return (await query.execute()).map(toJob);
+  }
+
+  /** How many jobs list() would return without a limit. */
+  async count(filter: Pick<JobListFilter, 'kind' | 'status'> = {}): Promise<number> {
+    let query = this.#db.selectFrom('jobs').select((eb) => eb.fn.countAll<number | string>().as('n'));
+    if (filter.kind !== undefined) query = query.where('kind', '=', filter.kind);
+    if (filter.status !== undefined) query = query.where('status', '=', filter.status);
+    return Number((await query.executeTakeFirstOrThrow()).n);
+  }
+
+  /** Per kind, the run_at of the queued job that has waited longest among those due (how late the queue is). */
+  async oldestDue(): Promise<Map<string, number>> {
+    const rows = await this.#db
+      .selectFrom('jobs')
+      .select(['kind', (eb) => eb.fn.min<number | string>('run_at').as('oldest')])
+      .where('status', '=', 'queued')
+      .where('run_at', '<=', this.#now())
+      .groupBy('kind')
+      .execute();
+    return new Map(rows.map((r) => [r.kind, Number(r.oldest)]));
+  }
+
+  /** Cancels every queued job of `kind` (of every kind when absent) at once; running jobs go on. Returns how many. */
+  async cancelQueued(kind?: string): Promise<number> {
+    let query = this.#db.updateTable('jobs').set({ status: 'cancelled', finished_at: this.#now() }).where('status', '=', 'queued');
+    if (kind !== undefined) query = query.where('kind', '=', kind);
+    return Number((await query.executeTakeFirst()).numUpdatedRows);
   }
 
   /** How many jobs there are of each kind in each status (only the pairs that occur). */

@@ -59,6 +59,13 @@ export interface SchedulerOptions {
   readonly logger?: WorkerLogger;
 }
 
+/**
+ * Pausing this pseudo job kind (JobQueue.pauseKind) pauses every schedule on every node, as
+ * pausing Harbor's SCHEDULER queue stops its periodic triggers; on resume, each schedule that
+ * fell due meanwhile fires once.
+ */
+export const SCHEDULER_KIND = 'SCHEDULER';
+
 /** A next_run_at that is never due: for an expression with no time left. */
 const NEVER = Number.MAX_SAFE_INTEGER;
 
@@ -204,6 +211,7 @@ export class Scheduler {
       .selectAll()
       .where('paused', '=', 0)
       .where('next_run_at', '<=', now)
+      .where((eb) => eb.not(eb.exists(eb.selectFrom('job_kind_pauses').select('kind').where('kind', '=', SCHEDULER_KIND))))
       .orderBy('next_run_at')
       .limit(100)
       .execute();

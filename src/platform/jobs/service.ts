@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.ts';
 import { JobQueue } from './queue.ts';
 import { type ScheduleSpec, Scheduler, validateCron } from './scheduler.ts';
-import { WorkerPool, type WorkerLogger } from './worker.ts';
+import { type FinishedJob, WorkerPool, type WorkerLogger } from './worker.ts';
 
 export const PRUNE_FINISHED_JOBS = 'jobs.prune-finished';
 const DAY_MS = 86_400_000;
@@ -19,6 +19,8 @@ export interface JobServiceOptions {
   readonly stopTimeoutMs: number;
   readonly logger?: WorkerLogger;
   readonly now?: () => number;
+  /** Told when a job run by this node's workers ends (see WorkerPoolOptions.onFinished). */
+  readonly onJobFinished?: (job: FinishedJob) => void;
 }
 
 /**
@@ -45,6 +47,7 @@ export class JobService {
       leaseMs: options.leaseMs,
       stopTimeoutMs: options.stopTimeoutMs,
       ...(options.logger ? { logger: options.logger } : {}),
+      ...(options.onJobFinished ? { onFinished: options.onJobFinished } : {}),
     });
     this.scheduler = new Scheduler({
       db: options.db,

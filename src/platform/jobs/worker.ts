@@ -36,6 +36,26 @@ export interface WorkerPoolOptions {
   /** How long stop() waits for running handlers before giving their jobs back. */
   readonly stopTimeoutMs: number;
   readonly logger?: WorkerLogger;
+  /** Told when a job this pool ran reached its end (succeeded, failed for good, or cancelled); not for retries. */
+  readonly onFinished?: (job: FinishedJob) => void;
+}
+
+export interface FinishedJob {
+  readonly id: number;
+  readonly kind: string;
+  readonly status: JobStatus;
+  readonly error?: string;
+}
+
+/** A job this pool runs now, as the job-service API shows it (read-only). */
+export interface RunningJobInfo {
+  readonly id: number;
+  readonly kind: string;
+  readonly attempt: number;
+  /** Epoch ms of the claim. */
+  readonly startedAt: number;
+  /** Epoch ms of the last lease renewal. */
+  readonly checkedInAt: number;
 }
 
 /** Why a handler's signal fired. */
@@ -51,6 +71,8 @@ export class JobAbortedError extends Error {
 interface Running {
   readonly job: ClaimedJob;
   readonly controller: AbortController;
+  /** When this pool last renewed the lease (the claim, then each heartbeat that found the job still ours). */
+  checkedInAt: number;
   done: Promise<void>;
   heartbeat: NodeJS.Timeout | undefined;
   /** Set when stop() gave the job back: the handler's outcome is then ignored. */
@@ -69,10 +91,12 @@ export class WorkerPool {
   readonly #options: WorkerPoolOptions;
   readonly #heartbeatMs: number;
   readonly #logger: WorkerLogger;
+  readonly #onFinished: ((job: FinishedJob) => void) | undefined;
   readonly #handlers = new Map<string, JobHandler>();
   readonly #running = new Map<number, Running>();
   readonly #beating = new WeakSet<Running>();
   #workerId = '';
+  #startedAt: number | undefined;
   #started = false;
   #stopping = false;
   #loop: Promise<void> | undefined;
@@ -85,6 +109,7 @@ export class WorkerPool {
     this.#options = options;
     this.#heartbeatMs = options.heartbeatMs ?? Math.max(10, Math.floor(options.leaseMs / 3));
     this.#logger = options.logger ?? silent;
+    this.#onFinished = options.onFinished;
   }
 
   /** This pool's lease owner name while started (fresh at every start). */
@@ -95,6 +120,24 @@ export class WorkerPool {
   /** The ids of the jobs this pool runs now. */
   get runningJobIds(): number[] {
     return [...this.#running.keys()];
+  }
+
+  /** Handlers this pool runs at once at most. */
+  get concurrency(): number {
+    return this.#options.concurrency;
+  }
+
+  /** Epoch ms of the last start(); undefined while stopped. */
+  get startedAt(): number | undefined {
+    return this.#started ? this.#startedAt : undefined;
+  }
+
+  /** The jobs this pool runs now, oldest claim first. */
+  running(): RunningJobInfo[] {
+    return [...this.#running.values()]
+      .filter((r) => !r.released)
+      .map((r) => ({ id: r.job.id, kind: r.job.kind, attempt: r.job.lease.attempt, startedAt: r.job.startedAt ?? r.checkedInAt, checkedInAt: r.checkedInAt }))
+      .sort((a, b) => a.startedAt - b.startedAt || a.id - b.id);
   }
 
   register<P>(kind: string, handler: JobHandler<P>): void {
@@ -119,6 +162,7 @@ export class WorkerPool {
   start(): void {
     if (this.#started) return;
     this.#started = true;
+    this.#startedAt = Date.now();
     this.#stopping = false;
     this.#workerId = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
     this.#unsubscribe = this.#queue.subscribe({
@@ -218,11 +262,12 @@ export class WorkerPool {
         () => this.#queue.appendLog(job.id, message, level),
       ).catch((err: unknown) => this.#logger.error({ job: job.id, err }, 'could not write the job log'));
     };
-    const entry: Running = { job, controller, done: Promise.resolve(), heartbeat: undefined, released: false };
+    const entry: Running = { job, controller, checkedInAt: Date.now(), done: Promise.resolve(), heartbeat: undefined, released: false };
     this.#running.set(job.id, entry);
     this.#logger.debug({ job: job.id, kind: job.kind, attempt: job.attempts }, 'job started');
     const execute = async () => {
       let outcome: JobStatus | undefined;
+      let failure: string | undefined;
       try {
         await Promise.resolve().then(() => handler(job.payload, { job, signal: controller.signal, log }));
         await logChain;
@@ -230,12 +275,20 @@ export class WorkerPool {
         outcome = await this.#queue.complete(job.lease);
       } catch (err) {
         if (entry.released) return;
-        log(`attempt ${job.attempts} failed: ${errorText(err)}`, 'error');
+        failure = errorText(err);
+        log(`attempt ${job.attempts} failed: ${failure}`, 'error');
         await logChain;
         outcome = await this.#queue.fail(job.lease, err);
         this.#logger.info({ job: job.id, kind: job.kind, attempt: job.attempts, err, outcome }, 'job attempt failed');
       }
       this.#logger.debug({ job: job.id, kind: job.kind, outcome: outcome ?? 'lease lost' }, 'job finished');
+      if (outcome === 'succeeded' || outcome === 'failed' || outcome === 'cancelled') {
+        try {
+          this.#onFinished?.({ id: job.id, kind: job.kind, status: outcome, ...(failure !== undefined ? { error: failure } : {}) });
+        } catch (err) {
+          this.#logger.error({ job: job.id, err }, 'a job-finished listener failed');
+        }
+      }
     };
     entry.heartbeat = setInterval(() => void this.#beat(entry), this.#heartbeatMs);
     entry.heartbeat.unref();
@@ -254,6 +307,7 @@ export class WorkerPool {
     this.#beating.add(entry);
     try {
       const result = await this.#queue.heartbeat(entry.job.lease, this.#options.leaseMs);
+      if (result !== 'lost') entry.checkedInAt = Date.now();
       if (result === 'cancel' && !entry.controller.signal.aborted) entry.controller.abort(new JobAbortedError('cancelled'));
       if (result === 'lost' && !entry.controller.signal.aborted && !entry.released) {
         this.#logger.info({ job: entry.job.id, kind: entry.job.kind }, 'lease lost; aborting the handler');
