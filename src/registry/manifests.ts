@@ -11,6 +11,37 @@ export interface ManifestLimits {
   readonly validateReferences: boolean;
 }
 
+/**
+ * Checks other capabilities plug into the registry's write paths (tag immutability today; content
+ * trust or policy later) without the registry importing them. A gate refuses by throwing, usually
+ * a ManifestGateError. Lookups a gate may need are handed over lazily: a gate that does not care
+ * about the repository (the common case) costs no query.
+ */
+export interface ManifestGates {
+  /**
+   * Before `tag` is created or moved to `toDigest` (a manifest PUT by tag, or a tag added through
+   * the API). `currentDigest` reads where the tag points now (undefined: it does not exist yet).
+   */
+  beforeTagMove?(repository: string, tag: string, toDigest: string, currentDigest: () => Promise<string | undefined>): Promise<void>;
+  /** Before the tag (pointing at `digest`) is deleted on its own. */
+  beforeTagDelete?(repository: string, tag: string, digest: string): Promise<void>;
+  /** Before the manifest is deleted together with every tag pointing at it. */
+  beforeManifestDelete?(repository: string, digest: string): Promise<void>;
+  /** Which of these tags the gate protects (Harbor's Tag.immutable in API listings). */
+  protectedTags?(repository: string, tags: readonly string[]): Promise<ReadonlySet<string>>;
+}
+
+/**
+ * A refusal by a gate: 403 DENIED on /v2 with the gate's message; the management API answers
+ * it with Harbor's 412 PRECONDITION (src/registry/artifacts.ts).
+ */
+export class ManifestGateError extends OciError {
+  constructor(message: string, detail?: unknown) {
+    super('DENIED', message, detail);
+    this.name = 'ManifestGateError';
+  }
+}
+
 export interface PutManifestResult {
   readonly digest: string;
   readonly subject: string | null;
@@ -22,10 +53,43 @@ export interface PutManifestResult {
 export class ManifestService {
   readonly #store: RegistryStore;
   readonly #limits: ManifestLimits;
+  readonly #gates: ManifestGates[] = [];
 
-  constructor(deps: { store: RegistryStore; limits: ManifestLimits }) {
+  constructor(deps: { store: RegistryStore; limits: ManifestLimits; gates?: readonly ManifestGates[] }) {
     this.#store = deps.store;
     this.#limits = deps.limits;
+    if (deps.gates) this.#gates.push(...deps.gates);
+  }
+
+  /** Plugs in a gate (app.ts does, for each capability that guards tags and manifests). */
+  addGates(gates: ManifestGates): void {
+    this.#gates.push(gates);
+  }
+
+  /** Whether any gate is plugged in (callers skip preparing gate checks otherwise). */
+  get gated(): boolean {
+    return this.#gates.length > 0;
+  }
+
+  /** Runs the tag-delete gates; the API's tag deletion calls this before deleting. */
+  async checkTagDelete(repository: string, tag: string, digest: string): Promise<void> {
+    for (const gate of this.#gates) await gate.beforeTagDelete?.(repository, tag, digest);
+  }
+
+  /** Runs the manifest-delete gates; the API's artifact deletion calls this for every manifest it would delete. */
+  async checkManifestDelete(repository: string, digest: string): Promise<void> {
+    for (const gate of this.#gates) await gate.beforeManifestDelete?.(repository, digest);
+  }
+
+  /** The tags among `tags` that some gate protects (empty when no gate protects any). */
+  async protectedTags(repository: string, tags: readonly string[]): Promise<ReadonlySet<string>> {
+    if (tags.length === 0 || this.#gates.length === 0) return new Set();
+    const out = new Set<string>();
+    for (const gate of this.#gates) {
+      if (!gate.protectedTags) continue;
+      for (const tag of await gate.protectedTags(repository, tags)) out.add(tag);
+    }
+    return out;
   }
 
   /** PUT by tag or digest: validates, checks references, stores, tags. */
@@ -54,6 +118,11 @@ export class ManifestService {
       const childDigests = parsed.manifests.map((d) => d.digest);
       const missingManifests = existingId === undefined ? [...new Set(childDigests)] : await this.#store.missingManifests(existingId, childDigests);
       if (missingManifests.length > 0) throw new OciError('MANIFEST_BLOB_UNKNOWN', 'index references manifests the repository does not have', { digests: missingManifests });
+    }
+    if (!byDigest && this.#gates.length > 0) {
+      let current: Promise<string | undefined> | undefined;
+      const currentDigest = () => (current ??= existingId === undefined ? Promise.resolve(undefined) : this.#store.resolveTag(existingId, reference));
+      for (const gate of this.#gates) await gate.beforeTagMove?.(repository, reference, digest, currentDigest);
     }
     const repositoryId = existingId ?? (await this.#store.ensureRepository(repository));
     await this.#store.putManifest(
@@ -94,6 +163,16 @@ export class ManifestService {
     else assertTag(reference);
     const repositoryId = await this.#store.findRepositoryId(repository);
     if (repositoryId === undefined) throw new OciError('NAME_UNKNOWN', 'repository name not known to registry', { name: repository });
+    if (this.#gates.length > 0) {
+      if (byDigest) {
+        await this.checkManifestDelete(repository, reference);
+      } else {
+        // The gates see a tag that exists: deleting a missing tag stays a 404.
+        const digest = await this.#store.resolveTag(repositoryId, reference);
+        if (digest === undefined) throw new OciError('MANIFEST_UNKNOWN', 'manifest unknown', { reference });
+        await this.checkTagDelete(repository, reference, digest);
+      }
+    }
     const deleted = byDigest ? await this.#store.deleteManifest(repositoryId, reference) : await this.#store.deleteTag(repositoryId, reference);
     if (!deleted) throw new OciError('MANIFEST_UNKNOWN', 'manifest unknown', { reference });
   }
