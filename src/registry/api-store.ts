@@ -53,6 +53,8 @@ export interface ManifestRow {
   readonly size: number;
   readonly content: Uint8Array;
   readonly created_at: number;
+  /** Last pull (manifest GET), recorded in batches by tag retention's pull recorder; null when never pulled. */
+  readonly pulled_at: number | null;
 }
 
 export interface TagRow {
@@ -86,7 +88,7 @@ export interface ArtifactFilter {
 export type ArtifactSortKey = 'push_time' | 'pull_time' | 'digest' | 'media_type';
 export type TagSortKey = 'name' | 'push_time' | 'pull_time';
 
-const MANIFEST_COLUMNS = ['m.repository_id', 'm.digest', 'm.media_type', 'm.artifact_type', 'm.subject_digest', 'm.annotations', 'm.size', 'm.content', 'm.created_at'] as const;
+const MANIFEST_COLUMNS = ['m.repository_id', 'm.digest', 'm.media_type', 'm.artifact_type', 'm.subject_digest', 'm.annotations', 'm.size', 'm.content', 'm.created_at', 'm.pulled_at'] as const;
 
 /** `value` for a LIKE pattern that matches it literally anywhere in the text. */
 function containsPattern(value: string): string {
@@ -246,7 +248,7 @@ export class RegistryApiStore {
   async listArtifacts(repositoryId: number, filter: ArtifactFilter, sort: readonly SortKey<ArtifactSortKey>[], offset: number, limit: number): Promise<ManifestRow[]> {
     let query = this.#artifacts(repositoryId, filter).select(MANIFEST_COLUMNS);
     for (const s of sort) {
-      const column = { push_time: 'm.created_at', digest: 'm.digest', media_type: 'm.media_type', pull_time: undefined }[s.key];
+      const column = { push_time: 'm.created_at', digest: 'm.digest', media_type: 'm.media_type', pull_time: 'm.pulled_at' }[s.key];
       if (column !== undefined) query = query.orderBy(sql.ref(column), s.desc ? 'desc' : 'asc');
     }
     return query.orderBy('m.digest').offset(offset).limit(limit).execute();

@@ -12,6 +12,10 @@
  * - deleting an artifact deletes its tags, its accessories, and the children of an index that no
  *   other index references and no tag names; an artifact an index still references cannot be
  *   deleted on its own (412).
+ * - the registry's gates (tag immutability …) guard the API as they guard /v2: deleting a
+ *   protected tag, or an artifact that carries one, and tagging over one answer 412 PRECONDITION,
+ *   as Harbor does on its API (/v2 answers the same refusal with 403 DENIED); tags show
+ *   `immutable: true` when a gate protects them.
  */
 import { Readable } from 'node:stream';
 import type { AccessControl, ProjectRef } from '../iam/access.ts';
@@ -52,10 +56,20 @@ import {
   ZERO_TIME,
 } from './artifact-model.ts';
 import type { ArtifactSortKey, ManifestRow, ProjectRow, RegistryApiStore, RepositoryFilter, RepositoryRow, RepositorySortKey, TagRow, TagSortKey, TextMatch } from './api-store.ts';
-import type { ManifestService } from './manifests.ts';
+import { ManifestGateError, type ManifestService } from './manifests.ts';
 import type { RegistryStore } from './store.ts';
 
 // ── the service ────────────────────────────────────────────────────────────
+
+/** A gate's refusal becomes Harbor's 412 on the API (on /v2 it stays 403 DENIED). */
+async function gated<T>(operation: Promise<T>): Promise<T> {
+  try {
+    return await operation;
+  } catch (err) {
+    if (err instanceof ManifestGateError) throw new ApiError('PRECONDITION', err.message);
+    throw err;
+  }
+}
 
 export interface ArtifactServiceDeps {
   readonly api: RegistryApiStore;
@@ -172,6 +186,16 @@ export class ArtifactService {
    */
   async deleteRepository(project: ProjectRef, path: string): Promise<void> {
     const repo = await this.#repository(project, path);
+    if (this.#manifests.gated) {
+      // Deleting the repository deletes every tag: refused while a gate protects any of them.
+      const names: string[] = [];
+      for (let page = await this.#store.listTags(repo.id, undefined, 1000); page.length > 0; page = await this.#store.listTags(repo.id, page.at(-1), 1000)) names.push(...page);
+      const protectedTags = [...(await this.#manifests.protectedTags(repo.name, names))];
+      if (protectedTags.length > 0) {
+        const shown = protectedTags.slice(0, 5).join(', ') + (protectedTags.length > 5 ? ` and ${protectedTags.length - 5} more` : '');
+        throw new ApiError('PRECONDITION', `repository ${repo.name} has immutable tags (${shown}); it cannot be deleted while they are`);
+      }
+    }
     if (!(await this.#store.deleteRepository(repo.id))) throw notFound(`repository ${repo.name} not found`);
   }
 
@@ -216,7 +240,24 @@ export class ArtifactService {
     if (parents.length > 0) {
       throw new ApiError('PRECONDITION', `artifact ${repo.name}@${row.digest} is referenced by the index ${parents[0]}; delete the index first`);
     }
+    if (this.#manifests.gated) {
+      for (const digest of await this.#deletionPlan(repo.id, row.digest)) await gated(this.#manifests.checkManifestDelete(repo.name, digest));
+    }
     await this.#deleteWithDependents(repo.id, row.digest);
+  }
+
+  /** Every manifest #deleteWithDependents would delete, found the same way, without deleting. */
+  async #deletionPlan(repositoryId: number, digest: string, planned = new Set<string>()): Promise<Set<string>> {
+    planned.add(digest);
+    const [children, accessories] = await Promise.all([this.#api.childDigests(repositoryId, [digest]), this.#api.accessoriesOf(repositoryId, [digest])]);
+    for (const accessory of accessories) if (!planned.has(accessory.digest)) await this.#deletionPlan(repositoryId, accessory.digest, planned);
+    for (const child of children.get(digest) ?? []) {
+      if (planned.has(child)) continue;
+      if ((await this.#api.parentDigests(repositoryId, child)).some((parent) => !planned.has(parent))) continue;
+      if ((await this.#api.tagsOf(repositoryId, [child])).length > 0) continue;
+      await this.#deletionPlan(repositoryId, child, planned);
+    }
+    return planned;
   }
 
   /** Deletes a manifest, its accessories, and those of its children no other index references and no tag names. */
@@ -258,6 +299,10 @@ export class ArtifactService {
       options.withTag ? this.#api.tagsOf(repo.id, digests) : Promise.resolve([] as TagRow[]),
       options.withAccessory ? this.#api.accessoriesOf(repo.id, digests) : Promise.resolve([] as ManifestRow[]),
     ]);
+    const immutable = await this.#manifests.protectedTags(
+      repo.name,
+      tags.map((t) => t.name),
+    );
     const childSize = new Map(children.map((c) => [c.digest, c.size + readContent(c).blobBytes]));
     const sizeOfRow = (row: ManifestRow, content: ManifestContent): number =>
       row.size +
@@ -282,7 +327,7 @@ export class ArtifactService {
         size: sizeOfRow(row, content),
         icon: '',
         push_time: iso(row.created_at),
-        pull_time: ZERO_TIME,
+        pull_time: row.pulled_at === null ? ZERO_TIME : iso(row.pulled_at),
         extra_attrs: options.extraAttrs && kind === 'IMAGE' && !content.isIndex ? await this.#extraAttrs(content) : {},
         annotations: content.annotations,
         references: content.children
@@ -300,7 +345,7 @@ export class ArtifactService {
               ...(urls ? { urls } : {}),
             };
           }),
-        tags: tags.filter((t) => t.digest === row.digest).map((t) => tagJson(t, id)),
+        tags: tags.filter((t) => t.digest === row.digest).map((t) => ({ ...tagJson(t, id), immutable: immutable.has(t.name) })),
         addition_links: {},
         labels: [],
         accessories: accessories
@@ -354,7 +399,8 @@ export class ArtifactService {
       this.#api.listTags(repo.id, row.digest, name, sort.length > 0 ? sort : [{ key: 'push_time', desc: true }], page.offset, page.pageSize),
     ]);
     const id = artifactId(repo.id, row.digest);
-    return { total, items: tags.map((t) => tagJson(t, id)) };
+    const immutable = await this.#manifests.protectedTags(repo.name, tags.map((t) => t.name));
+    return { total, items: tags.map((t) => ({ ...tagJson(t, id), immutable: immutable.has(t.name) })) };
   }
 
   /** Adds a tag to the artifact; 409 when the repository already has a tag of that name. */
@@ -364,8 +410,8 @@ export class ArtifactService {
     const row = await this.#resolve(repo, reference);
     const existing = await this.#api.findTag(repo.id, name);
     if (existing) throw conflict(`tag ${name} already exists in ${repo.name}${existing.digest === row.digest ? '' : ' on another artifact'}`);
-    // A tag is a push of the same manifest under a new name: the push path validates and accounts for it.
-    await this.#manifests.put(repo.name, name, row.media_type, Readable.from([Buffer.from(row.content)]), row.content.byteLength);
+    // A tag is a push of the same manifest under a new name: the push path validates, gates and accounts for it.
+    await gated(this.#manifests.put(repo.name, name, row.media_type, Readable.from([Buffer.from(row.content)]), row.content.byteLength));
   }
 
   async deleteTag(project: ProjectRef, path: string, reference: string, name: string): Promise<void> {
@@ -373,6 +419,7 @@ export class ArtifactService {
     const row = await this.#resolve(repo, reference);
     const tag = isValidTag(name) ? await this.#api.findTag(repo.id, name) : undefined;
     if (!tag || tag.digest !== row.digest) throw notFound(`tag ${name} of artifact ${repo.name}@${row.digest} not found`);
+    await gated(this.#manifests.checkTagDelete(repo.name, name, row.digest));
     if (!(await this.#store.deleteTag(repo.id, name))) throw notFound(`tag ${name} of artifact ${repo.name}@${row.digest} not found`);
   }
 

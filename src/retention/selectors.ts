@@ -18,6 +18,17 @@
  *   So in project `library`, repository `library/team/app` is matched as `team/app`.
  */
 
+import { setFlagsFromString } from 'node:v8';
+
+// Patterns come from users (retention and immutability rules) and run on this process's event
+// loop. V8's backtracking engine can take exponential time on an ambiguous pattern ("(a+)+b",
+// "*?*?*?*x"); with this flag V8 switches a match that backtracks too much to its linear-time
+// engine, with the same result. That engine has no backreferences or lookarounds, which
+// compileRegex therefore refuses, and no unicode mode, so patterns compile without the `u` flag
+// (tags and repository names are ASCII). Process-wide, and harmless to every other regular
+// expression: only a match that would backtrack excessively changes engine.
+setFlagsFromString('--enable-experimental-regexp-engine-on-excessive-backtracks');
+
 export type SelectorKind = 'doublestar' | 'regex';
 export type TagDecoration = 'matches' | 'excludes';
 export type RepositoryDecoration = 'repoMatches' | 'repoExcludes';
@@ -76,7 +87,7 @@ export function compileDoublestar(pattern: string): RegExp {
   const parser = new DoublestarParser(pattern);
   const body = parser.parseSequence(0);
   if (parser.pos < pattern.length) throw new SelectorError('invalid_pattern', pattern, `unexpected ${JSON.stringify(pattern[parser.pos])} at ${parser.pos}`);
-  return new RegExp(`^${body}$`, 'su');
+  return new RegExp(`^${body}$`, 's');
 }
 
 class DoublestarParser {
@@ -192,16 +203,23 @@ class DoublestarParser {
         this.pos++;
         const hi = readChar();
         if (hi < lo) this.fail(`bad range ${lo}-${hi}`);
-        items += `${escapeClass(lo)}-${escapeClass(hi)}`;
-      } else {
+        // A class never matches the separator: a range across `/` is split around it (no
+        // lookahead, so that the linear-time engine can run the pattern; see the top).
+        if (negated || lo > '/' || hi < '/') items += `${escapeClass(lo)}-${escapeClass(hi)}`;
+        else {
+          if (lo < '/') items += `${escapeClass(lo)}-.`;
+          if (hi > '/') items += `0-${escapeClass(hi)}`;
+        }
+      } else if (negated || lo !== '/') {
         items += escapeClass(lo);
       }
       count++;
     }
     this.pos++; // `]`
     if (count === 0) this.fail(`empty character class at ${start}`);
-    // A class never matches the separator.
-    return negated ? `[^/${items}]` : `(?!/)[${items}]`;
+    if (negated) return `[^/${items}]`;
+    // Only `/` was listed: a class that matches nothing.
+    return items === '' ? '[^\\s\\S]' : `[${items}]`;
   }
 }
 
@@ -209,14 +227,42 @@ function checkLength(pattern: string): void {
   if (pattern.length > MAX_PATTERN_LENGTH) throw new SelectorError('pattern_too_long', pattern.slice(0, 40) + '…', `longer than ${MAX_PATTERN_LENGTH} characters (${pattern.length})`);
 }
 
-/** Compiles a regex pattern as an anchored full match (`^(?:pattern)$`, unicode mode). */
+/**
+ * A construct of a regex pattern that the linear-time engine cannot run (so a match could take
+ * exponential time) or whose meaning differs outside unicode mode; undefined when there is none.
+ */
+function unsupportedConstruct(pattern: string): string | undefined {
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i];
+    if (c === '\\') {
+      const next = pattern[i + 1] ?? '';
+      if (/[1-9]/.test(next) || next === 'k') return 'a backreference';
+      if (next === 'p' || next === 'P') return 'a unicode property escape';
+      if (next === 'u' && pattern[i + 2] === '{') return 'a \\u{…} code point escape';
+      i++;
+    } else if (c === '(' && pattern[i + 1] === '?') {
+      const kind = pattern.slice(i + 2, i + 4);
+      if (kind.startsWith('=') || kind.startsWith('!') || kind === '<=' || kind === '<!') return 'a lookahead or lookbehind';
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Compiles a regex pattern as an anchored full match (`^(?:pattern)$`). The syntax is checked in
+ * unicode mode (strict); the pattern runs without it, so that an excessive match falls back to
+ * V8's linear-time engine (see the top of this file). Backreferences and lookarounds are refused.
+ */
 export function compileRegex(pattern: string): RegExp {
   checkLength(pattern);
   try {
-    return new RegExp(`^(?:${pattern})$`, 'u');
+    new RegExp(pattern, 'u');
   } catch (err) {
     throw new SelectorError('invalid_pattern', pattern, `not a valid regular expression (${(err as Error).message})`);
   }
+  const unsupported = unsupportedConstruct(pattern);
+  if (unsupported !== undefined) throw new SelectorError('invalid_pattern', pattern, `${unsupported} is not supported: matching must take linear time`);
+  return new RegExp(`^(?:${pattern})$`);
 }
 
 /** A compiled pattern: does this one string match? An empty pattern matches everything (Harbor). */

@@ -220,3 +220,37 @@ describe('repository selectors', () => {
   }
   it('refuses an unknown decoration', () => throwsCode(() => compileRepositorySelector({ kind: 'doublestar', decoration: 'nsMatches' as never, pattern: '**' }), 'invalid_decoration'));
 });
+
+describe('user patterns cannot stall the process', () => {
+  // Without V8's linear-time fallback each of these takes minutes on a backtracking engine.
+  const slowInput = 'a'.repeat(40);
+  const cases: [Selector['kind'], string, string][] = [
+    ['regex', '(a+)+b', slowInput],
+    ['regex', '(a|aa)*c', slowInput],
+    ['regex', '.*.*.*.*.*.*.*.*.*!', 'a'.repeat(120)],
+    ['doublestar', '*?*?*?*?*?*?*?*?*?*?x', 'a'.repeat(120)],
+    ['doublestar', '*[a-z]*[a-z]*[a-z]*[a-z]*[a-z]*[a-z]*[a-z]*[a-z]*!', 'a'.repeat(120)],
+  ];
+  for (const [kind, pattern, value] of cases) {
+    it(`${kind} ${JSON.stringify(pattern)} answers at once`, () => {
+      const match = compilePattern(kind, pattern);
+      const started = performance.now();
+      assert.equal(match(value), false);
+      assert.ok(performance.now() - started < 2000, `matching took ${Math.round(performance.now() - started)} ms`);
+    });
+  }
+  it('refuses what the linear-time engine cannot run: backreferences and lookarounds', () => {
+    for (const pattern of ['(a+)\\1', '(?<x>a)\\k<x>', 'v(?=1)', 'v(?!1)', '(?<=v)1', '(?<!v)1', '\\p{L}+', '\\u{61}']) {
+      throwsCode(() => compilePattern('regex', pattern), 'invalid_pattern');
+    }
+    // An escaped backslash before a digit is no backreference.
+    assert.equal(compilePattern('regex', 'a\\\\1')('a\\1'), true);
+  });
+  it('a doublestar class never matches the separator, also when a range spans it', () => {
+    assert.equal(matchDoublestar('a[!-~]b', 'a/b'), false);
+    assert.equal(matchDoublestar('a[!-~]b', 'a.b'), true);
+    assert.equal(matchDoublestar('a[!-~]b', 'a0b'), true);
+    assert.equal(matchDoublestar('a[/]b', 'a/b'), false);
+    assert.equal(matchDoublestar('a[!/]b', 'a/b'), false);
+  });
+});
