@@ -118,10 +118,11 @@ export class UploadService {
     } else if (this.#limits.mountWithoutFrom !== false) {
       size = await this.#store.blobSize(digest.value);
     }
-    if (size === undefined || !(await this.#blobs.stat(digest))) return undefined;
+    if (size === undefined) return undefined;
     const repositoryId = await this.#store.ensureRepository(repository);
-    await this.#store.linkBlob(repositoryId, digest.value, size);
-    return digest.value;
+    // Under the blob row's lock: garbage collection cannot take the blob away between the check and the link.
+    const mounted = await this.#store.mountBlob(repositoryId, digest.value, async () => (await this.#blobs.stat(digest)) !== undefined);
+    return mounted === undefined ? undefined : digest.value;
   }
 
   async #putMonolithic(repository: string, digest: ParsedDigest, chunk: ChunkInput): Promise<void> {
@@ -134,12 +135,20 @@ export class UploadService {
       const actual = `${digest.algorithm}:${hash.digest('hex')}`;
       if (actual !== digest.value) throw new OciError('DIGEST_INVALID', 'uploaded content does not match the digest', { expected: digest.value, actual });
       await this.#store.precheckQuota(repositoryId, [{ digest: digest.value, size }]);
-      await this.#blobs.commitUpload(id, digest);
-      await this.#store.linkBlob(repositoryId, digest.value, size);
+      await this.#publish(repositoryId, id, digest, size);
     } catch (err) {
       await this.#blobs.cancelUpload(id);
       throw err;
     }
+  }
+
+  /**
+   * Makes a verified upload visible as `digest` and links it: the bytes are synced first, then
+   * renamed into place inside the transaction that claims the blob row (see RegistryStore.linkBlob).
+   */
+  async #publish(repositoryId: number, id: string, digest: ParsedDigest, size: number): Promise<void> {
+    await this.#blobs.syncUpload(id);
+    await this.#store.linkBlob(repositoryId, digest.value, size, () => this.#blobs.publishUpload(id, digest));
   }
 
   /** PATCH: appends one chunk (streamed, or with Content-Range) and returns the new offset. */
@@ -201,8 +210,7 @@ export class UploadService {
       try {
         // A push past the project's quota leaves nothing: no blob, no link, no session.
         await this.#store.precheckQuota(session.repository_id, [{ digest: digest.value, size: offset }]);
-        await this.#blobs.commitUpload(id, digest);
-        await this.#store.linkBlob(session.repository_id, digest.value, offset);
+        await this.#publish(session.repository_id, id, digest, offset);
       } catch (err) {
         if (err instanceof OciError && err.code === 'DENIED') await this.#discard(id);
         throw err;

@@ -1,4 +1,4 @@
-import { type Kysely, PostgresAdapter, type SelectQueryBuilder } from 'kysely';
+import { type Kysely, PostgresAdapter, type RawBuilder, type SelectQueryBuilder, sql } from 'kysely';
 
 /**
  * The only place that knows which SQL dialect is in use. Migrations ask it for column types,
@@ -35,4 +35,72 @@ export function dialectOf(db: Kysely<any>): DialectName {
  */
 export function lockSkippingLocked<QB extends SelectQueryBuilder<any, any, any>>(db: Kysely<any>, query: QB): QB {
   return dialectOf(db) === 'postgres' ? (query.forUpdate().skipLocked() as QB) : query;
+}
+
+/**
+ * Takes shared row locks on what the query selects: `FOR SHARE` on PostgreSQL. Writers that must
+ * not lose a row to a concurrent deleter (a manifest PUT re-checking its blobs against garbage
+ * collection) use it; many sharers go on at once, an exclusive locker (the collector) waits or
+ * skips. On SQLite a transaction that started with a write already excludes every other writer.
+ */
+export function lockForShare<QB extends SelectQueryBuilder<any, any, any>>(db: Kysely<any>, query: QB): QB {
+  return dialectOf(db) === 'postgres' ? (query.forShare() as QB) : query;
+}
+
+/** Takes exclusive row locks on what the query selects, waiting for holders: `FOR UPDATE` on PostgreSQL. */
+export function lockForUpdate<QB extends SelectQueryBuilder<any, any, any>>(db: Kysely<any>, query: QB): QB {
+  return dialectOf(db) === 'postgres' ? (query.forUpdate() as QB) : query;
+}
+
+/**
+ * Runs `fn` in a transaction that holds the write lock from its first statement: SQLite's
+ * `BEGIN IMMEDIATE` (a deferred transaction that reads first and writes later fails at once with
+ * SQLITE_BUSY when another process wrote in between; an immediate one waits its turn under
+ * busy_timeout), a plain transaction on PostgreSQL. For transactions that read before they write
+ * and may meet another process on the same SQLite file (`berth gc` beside a server).
+ */
+export async function writeTransaction<DB, T>(db: Kysely<DB>, fn: (trx: Kysely<DB>) => Promise<T>): Promise<T> {
+  if (dialectOf(db) === 'postgres') return db.transaction().execute(fn);
+  return db.connection().execute(async (connection) => {
+    await sql`begin immediate`.execute(connection);
+    let result: T;
+    try {
+      result = await fn(connection);
+    } catch (err) {
+      await sql`rollback`.execute(connection).catch(() => {});
+      throw err;
+    }
+    try {
+      await sql`commit`.execute(connection);
+    } catch (err) {
+      await sql`rollback`.execute(connection).catch(() => {});
+      throw err;
+    }
+    return result;
+  });
+}
+
+/** Whether a database error is a foreign key violation (a row referenced by an insert vanished). */
+export function isForeignKeyViolation(err: unknown): boolean {
+  const e = err as { code?: unknown; errcode?: unknown; message?: unknown } | null;
+  if (e?.code === '23503') return true;
+  return typeof e?.message === 'string' && e.message.includes('FOREIGN KEY constraint failed');
+}
+
+/**
+ * Whether a transaction failed only because another one got in its way (a PostgreSQL deadlock or
+ * serialization failure, SQLite busy past its timeout): running it again is the remedy.
+ */
+export function isTransientConflict(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  if (e?.code === '40P01' || e?.code === '40001') return true;
+  return typeof e?.message === 'string' && /database is locked|SQLITE_BUSY/.test(e.message);
+}
+
+/**
+ * The shared-lock clause for raw statements on hot paths: ` for share of <table>` on PostgreSQL
+ * (only that table's rows of a join are locked), nothing on SQLite (see lockForShare).
+ */
+export function forShareClause(db: Kysely<any>, of: string): RawBuilder<unknown> {
+  return dialectOf(db) === 'postgres' ? sql` for share of ${sql.ref(of)}` : sql``;
 }

@@ -54,8 +54,15 @@ export interface BlobStore {
   uploadSize(uploadId: string): Promise<number | undefined>;
   /** Streams the bytes received so far (used to rebuild a hash state after a restart). */
   readUpload(uploadId: string): Readable;
-  /** Durably publishes the upload's bytes as `digest` and removes the upload area. */
+  /** Durably publishes the upload's bytes as `digest` and removes the upload area (syncUpload + publishUpload). */
   commitUpload(uploadId: string, digest: ParsedDigest): Promise<void>;
+  /** Makes the upload's bytes durable, so that publishUpload is only a cheap rename (done inside a database transaction). */
+  syncUpload(uploadId: string): Promise<void>;
+  /**
+   * Publishes an upload that syncUpload made durable as `digest` and removes the upload area. When
+   * the blob exists already it is kept and the upload is dropped.
+   */
+  publishUpload(uploadId: string, digest: ParsedDigest): Promise<void>;
   /** Removes the upload area and its data. Idempotent. */
   cancelUpload(uploadId: string): Promise<void>;
   /** Every upload area with its last modification time (for purging abandoned sessions). */
@@ -73,6 +80,35 @@ export interface BlobStore {
   delete(digest: ParsedDigest): Promise<boolean>;
   /** Every committed blob's digest, in no particular order. */
   list(): AsyncIterable<string>;
+
+  // Garbage collection moves a blob into a trash bin inside the database transaction that deletes
+  // its row, and empties the bin after the commit; after a crash the next run puts back what a
+  // surviving row still names and drops the rest (src/gc). Trashed blobs are invisible to
+  // stat/read/list.
+
+  /** Moves a committed blob into the trash bin `bin`; false when there was no such blob. */
+  trashBlob(digest: ParsedDigest, bin: string): Promise<boolean>;
+  /**
+   * Moves a trashed blob back where it was; when a blob with that digest exists again (pushed
+   * anew), the trashed copy is dropped instead. False when the bin did not hold it.
+   */
+  restoreTrashed(digest: ParsedDigest, bin: string): Promise<boolean>;
+  /** Deletes a trashed blob. Idempotent. */
+  deleteTrashed(digest: ParsedDigest, bin: string): Promise<void>;
+  /** Every trashed blob with its bin, in no particular order. */
+  listTrash(): AsyncIterable<TrashedBlob>;
+  /** The names of the trash bins, empty ones included. */
+  listTrashBins(): Promise<string[]>;
+  /**
+   * Removes a bin if it holds nothing any more (its empty folders too); a bin with a blob in it is
+   * left alone, since another process may still put that blob back. Idempotent.
+   */
+  removeTrashBin(bin: string): Promise<void>;
+}
+
+export interface TrashedBlob {
+  readonly bin: string;
+  readonly digest: string;
 }
 
 /** Positional reads of one blob into buffers the caller owns (so a server can reuse its buffers). */

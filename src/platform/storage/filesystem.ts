@@ -1,11 +1,11 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { type FileHandle, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ParsedDigest } from '../oci/digest.ts';
-import { BlobNotFound, type BlobStat, type BlobStore, type ByteRange, type PositionalReader, UploadOffsetMismatch, type UploadInfo } from './blob-store.ts';
-import { BLOBS_PREFIX, blobKey, UPLOADS_PREFIX, uploadKey } from './layout.ts';
+import { BlobNotFound, type BlobStat, type BlobStore, type ByteRange, type PositionalReader, type TrashedBlob, UploadOffsetMismatch, type UploadInfo } from './blob-store.ts';
+import { BLOBS_PREFIX, blobKey, TRASH_PREFIX, trashBinKey, trashKey, UPLOADS_PREFIX, uploadKey } from './layout.ts';
 
 function isMissing(err: unknown): boolean {
   return (err as NodeJS.ErrnoException).code === 'ENOENT';
@@ -84,28 +84,43 @@ export class FilesystemBlobStore implements BlobStore {
   }
 
   async commitUpload(uploadId: string, digest: ParsedDigest): Promise<void> {
-    const source = this.#path(uploadKey(uploadId));
-    const target = this.#path(blobKey(digest));
-    const handle = await open(source, 'r+');
+    await this.syncUpload(uploadId);
+    await this.publishUpload(uploadId, digest);
+  }
+
+  async syncUpload(uploadId: string): Promise<void> {
+    const handle = await open(this.#path(uploadKey(uploadId)), 'r+');
     try {
       await handle.sync();
     } finally {
       await handle.close();
     }
+  }
+
+  async publishUpload(uploadId: string, digest: ParsedDigest): Promise<void> {
+    const source = this.#path(uploadKey(uploadId));
+    const target = this.#path(blobKey(digest));
     await this.#ensureFolder(path.dirname(target));
     if (await this.stat(digest)) {
       await rm(source, { force: true });
       return;
     }
+    await this.#renameInto(source, target);
+    await syncDirectory(path.dirname(target));
+  }
+
+  /** Renames into a folder made once (cached); makes it again when it was removed behind our back. */
+  async #renameInto(source: string, target: string): Promise<void> {
+    const folder = path.dirname(target);
+    await this.#ensureFolder(folder);
     try {
       await rename(source, target);
     } catch (err) {
-      if (!isMissing(err) || !this.#madeFolders.delete(path.dirname(target))) throw err;
-      // The folder was removed behind our back (by a sweep of empty folders): make it again.
-      await this.#ensureFolder(path.dirname(target));
+      if (!isMissing(err) || !this.#madeFolders.delete(folder)) throw err;
+      // The folder was removed behind our back (a sweep of empty folders, an emptied trash bin): make it again.
+      await this.#ensureFolder(folder);
       await rename(source, target);
     }
-    await syncDirectory(path.dirname(target));
   }
 
   /** Blob folders (one per algorithm and two-digit prefix) are made once, not at every commit. */
@@ -183,6 +198,64 @@ export class FilesystemBlobStore implements BlobStore {
     }
   }
 
+  async trashBlob(digest: ParsedDigest, bin: string): Promise<boolean> {
+    try {
+      await this.#renameInto(this.#path(blobKey(digest)), this.#path(trashKey(bin, digest)));
+      return true;
+    } catch (err) {
+      // A missing source (the blob is gone) fails the rename with ENOENT even after the bin was made.
+      if (isMissing(err) && !(await this.stat(digest))) return false;
+      throw err;
+    }
+  }
+
+  async restoreTrashed(digest: ParsedDigest, bin: string): Promise<boolean> {
+    const trashed = this.#path(trashKey(bin, digest));
+    try {
+      await stat(trashed);
+    } catch (err) {
+      if (isMissing(err)) return false;
+      throw err;
+    }
+    if (await this.stat(digest)) {
+      await rm(trashed, { force: true });
+      return true;
+    }
+    try {
+      await this.#renameInto(trashed, this.#path(blobKey(digest)));
+    } catch (err) {
+      // Another process put it back first.
+      if (isMissing(err)) return false;
+      throw err;
+    }
+    await syncDirectory(path.dirname(this.#path(blobKey(digest))));
+    return true;
+  }
+
+  async deleteTrashed(digest: ParsedDigest, bin: string): Promise<void> {
+    await rm(this.#path(trashKey(bin, digest)), { force: true });
+  }
+
+  async *listTrash(): AsyncIterable<TrashedBlob> {
+    const trash = this.#path(TRASH_PREFIX);
+    for (const bin of await readdirOrEmpty(trash)) {
+      for (const algorithm of await readdirOrEmpty(path.join(trash, bin))) {
+        for (const hex of await readdirOrEmpty(path.join(trash, bin, algorithm))) yield { bin, digest: `${algorithm}:${hex}` };
+      }
+    }
+  }
+
+  async listTrashBins(): Promise<string[]> {
+    return readdirOrEmpty(this.#path(TRASH_PREFIX));
+  }
+
+  async removeTrashBin(bin: string): Promise<void> {
+    const folder = this.#path(trashBinKey(bin));
+    for (const made of this.#madeFolders) if (made === folder || made.startsWith(`${folder}${path.sep}`)) this.#madeFolders.delete(made);
+    for (const algorithm of await readdirOrEmpty(folder)) await removeEmptyFolder(path.join(folder, algorithm));
+    await removeEmptyFolder(folder);
+  }
+
   async *list(): AsyncIterable<string> {
     const blobs = this.#path(BLOBS_PREFIX);
     for (const algorithm of await readdirOrEmpty(blobs)) {
@@ -194,6 +267,16 @@ export class FilesystemBlobStore implements BlobStore {
 }
 
 function ignoreError(): void {}
+
+/** rmdir: succeeds only on an empty folder; a missing or non-empty one is left as it is. */
+async function removeEmptyFolder(folder: string): Promise<void> {
+  try {
+    await rmdir(folder);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+  }
+}
 
 async function readdirOrEmpty(folder: string): Promise<string[]> {
   try {
