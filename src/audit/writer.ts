@@ -1,0 +1,117 @@
+/**
+ * Where the recorder's batches go: straight to the AuditStore on this thread, or to a worker
+ * thread with its own database connection (audit.writerThread), which hashes and inserts them
+ * there. Either way batches are written one after the other, in order, each in one transaction
+ * under the chain's lock; an error comes back with its code, so the recorder can tell a database
+ * that is down from an entry it refuses.
+ */
+import { Worker } from 'node:worker_threads';
+import { decodeBatch, type EncodedBatch } from './batch.ts';
+import type { AuditEntry } from './entry.ts';
+import type { AuditStore } from './store.ts';
+
+export interface Written {
+  readonly count: number;
+  /** The entries as written (id and hash), when the writer was asked for them. */
+  readonly entries: readonly AuditEntry[] | undefined;
+}
+
+export interface AuditWriter {
+  append(batch: EncodedBatch): Promise<Written>;
+  close(): Promise<void>;
+}
+
+/** Writes on this thread. */
+export function storeWriter(store: AuditStore): AuditWriter {
+  return {
+    append: async (batch) => {
+      const entries = await store.append(decodeBatch(batch));
+      return { count: entries.length, entries };
+    },
+    close: async () => {},
+  };
+}
+
+export interface ThreadedWriterOptions {
+  /** The database, as the configuration names it: postgres:// URL, or '' and the SQLite file. */
+  readonly url: string;
+  readonly sqliteFile: string;
+  /** Send the written entries back (for forwarding); otherwise only their count. */
+  readonly wantEntries: boolean;
+}
+
+interface Pending {
+  resolve(written: Written): void;
+  reject(error: Error): void;
+}
+
+type Reply = { id: number; entries: AuditEntry[] | undefined; count: number } | { id: number; error: { name: string; message: string; code?: string } } | { closed: true };
+
+/** Writes on a worker thread, started at the first batch (and again if it dies). */
+export class ThreadedAuditWriter implements AuditWriter {
+  readonly #options: ThreadedWriterOptions;
+  #worker: Worker | undefined;
+  #nextId = 1;
+  readonly #pending = new Map<number, Pending>();
+  #closed: Promise<void> | undefined;
+
+  constructor(options: ThreadedWriterOptions) {
+    this.#options = options;
+  }
+
+  #start(): Worker {
+    const worker = new Worker(new URL('./writer-thread.ts', import.meta.url), { workerData: { url: this.#options.url, sqliteFile: this.#options.sqliteFile, wantEntries: this.#options.wantEntries } });
+    worker.unref();
+    worker.on('message', (reply: Reply) => {
+      if ('closed' in reply) return;
+      const pending = this.#pending.get(reply.id);
+      if (!pending) return;
+      this.#pending.delete(reply.id);
+      if ('error' in reply) {
+        pending.reject(Object.assign(new Error(reply.error.message), { name: reply.error.name }, reply.error.code !== undefined ? { code: reply.error.code } : {}));
+      } else {
+        pending.resolve({ count: reply.count, entries: reply.entries });
+      }
+    });
+    const fail = (error: Error) => {
+      if (this.#worker === worker) this.#worker = undefined;
+      for (const [id, pending] of this.#pending) {
+        this.#pending.delete(id);
+        pending.reject(error);
+      }
+    };
+    worker.on('error', (err) => fail(new Error(`the audit writer thread failed: ${err.message}`)));
+    worker.on('exit', (code) => fail(new Error(`the audit writer thread exited (${code})`)));
+    this.#worker = worker;
+    return worker;
+  }
+
+  append(batch: EncodedBatch): Promise<Written> {
+    if (this.#closed) return Promise.reject(new Error('the audit writer is closed'));
+    const worker = this.#worker ?? this.#start();
+    const id = this.#nextId++;
+    return new Promise<Written>((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      // The bytes are copied to the thread (one memory copy); the batch stays here until the reply.
+      worker.postMessage({ id, bytes: batch.bytes, count: batch.count });
+    });
+  }
+
+  /** Lets the batches sent finish, closes the thread's database connection and ends the thread. */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      const worker = this.#worker;
+      if (!worker) return;
+      const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+      const closed = new Promise<void>((resolve) => {
+        worker.on('message', (reply: Reply) => {
+          if ('closed' in reply) resolve();
+        });
+      });
+      worker.postMessage({ close: true });
+      await Promise.race([closed, exited, new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
+      await worker.terminate();
+    })();
+    return this.#closed;
+  }
+}

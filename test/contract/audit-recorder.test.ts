@@ -1,0 +1,305 @@
+/**
+ * The audit recorder: events become entries without any I/O on the caller's path, are written in
+ * batches (one transaction each) on a timer or when enough wait, survive a database that fails
+ * (kept in order, retried), are dropped and counted past the buffer's bound, and are all written
+ * by stop(). Run against a real store on every backend, and against a store that fails on demand.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { type AuditEntry, type AuditRecord, GENESIS_HASH } from '../../src/audit/entry.ts';
+import { BatchEncoder, decodeBatch, type EncodedBatch, encodeBatch } from '../../src/audit/batch.ts';
+import { AuditRecorder, type AuditRecorderOptions } from '../../src/audit/recorder.ts';
+import { AuditStore } from '../../src/audit/store.ts';
+import { storeWriter, ThreadedAuditWriter, type Written } from '../../src/audit/writer.ts';
+import { createDatabase, type DatabaseHandle } from '../../src/platform/db/database.ts';
+import { EventBus, type RegistryOperationEvent } from '../../src/platform/events/bus.ts';
+import { BACKENDS, createTestDatabase, type TestDatabase } from '../helpers/backends.ts';
+import { waitUntil } from '../helpers/http.ts';
+
+function rec(i: number): AuditRecord {
+  return {
+    at: 1_700_000_000_000 + i,
+    principal: `user${i}`,
+    principalKind: 'user',
+    operation: 'pull',
+    resourceType: 'artifact',
+    resource: 'team/app:v1',
+    project: 'team',
+    result: 'success',
+    reason: null,
+    status: 200,
+    clientAddress: null,
+    userAgent: null,
+    requestId: `r${i}`,
+    description: null,
+  };
+}
+
+/** A store whose append fails while `down` is set (like a database that is unreachable), and counts its transactions. */
+class FlakyStore {
+  down = false;
+  refuse: ((record: AuditRecord) => boolean) | undefined;
+  readonly batches: number[] = [];
+  readonly written: AuditRecord[] = [];
+  async append(batch: EncodedBatch): Promise<Written> {
+    const records = decodeBatch(batch);
+    await new Promise((resolve) => setImmediate(resolve));
+    if (this.down) throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+    if (this.refuse && records.some(this.refuse)) throw Object.assign(new Error('invalid byte sequence'), { code: '22021' });
+    this.batches.push(records.length);
+    const start = this.written.length;
+    this.written.push(...records);
+    const entries: AuditEntry[] = records.map((r, i) => ({ ...r, id: start + i + 1, hash: 'x' }));
+    return { count: entries.length, entries };
+  }
+  async close(): Promise<void> {}
+}
+
+function recorderOn(store: FlakyStore | AuditStore, options: Partial<AuditRecorderOptions> = {}) {
+  const counts = { written: 0, dropped: { 'buffer-full': 0, unwritable: 0 } };
+  const recorder = new AuditRecorder({
+    writer: store instanceof AuditStore ? storeWriter(store) : store,
+    flushIntervalMs: 10_000,
+    batchEntries: 1000,
+    maxBuffered: 1000,
+    recordPulls: true,
+    maxBackoffMs: 50,
+    counters: { written: (n) => (counts.written += n), dropped: (n, why) => (counts.dropped[why] += n) },
+    ...options,
+  });
+  return { recorder, counts };
+}
+
+describe('audit recorder', () => {
+  it('records without waiting: nothing is written until the batch fills or the timer fires', async () => {
+    const store = new FlakyStore();
+    const { recorder } = recorderOn(store, { batchEntries: 5 });
+    for (let i = 0; i < 4; i++) recorder.record(rec(i));
+    assert.equal(recorder.pending, 4);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(store.batches, [], 'no timer started, batch not full');
+    recorder.record(rec(4));
+    await waitUntil(() => store.batches.length === 1, 'the full batch written');
+    assert.deepEqual(store.batches, [5]);
+    for (let i = 5; i < 8; i++) recorder.record(rec(i));
+    recorder.start();
+    await recorder.stop();
+    assert.deepEqual(store.batches, [5, 3]);
+    assert.deepEqual(
+      store.written.map((r) => r.requestId),
+      Array.from({ length: 8 }, (_, i) => `r${i}`),
+    );
+  });
+
+  it('writes on the timer, one transaction per sealed batch of encoded entries', async () => {
+    const store = new FlakyStore();
+    const { recorder, counts } = recorderOn(store, { flushIntervalMs: 20, batchEntries: 10_000, maxBuffered: 10_000 });
+    recorder.start();
+    for (let i = 0; i < 4500; i++) recorder.record(rec(i));
+    await waitUntil(() => store.written.length === 4500, 'the timer flush');
+    // 4500 small entries fill two 256 KiB slabs: two transactions.
+    assert.equal(store.batches.length, 2);
+    assert.equal(
+      store.batches.reduce((n, b) => n + b, 0),
+      4500,
+    );
+    assert.deepEqual(
+      store.written.map((r) => r.requestId),
+      Array.from({ length: 4500 }, (_, i) => `r${i}`),
+    );
+    assert.equal(counts.written, 4500);
+    await recorder.stop();
+  });
+
+  it('encodes entries off the heap and decodes them as they were (text of any kind, nulls, an entry larger than a slab)', () => {
+    const records: AuditRecord[] = [
+      rec(1),
+      { ...rec(2), principal: 'ünïcödé 😀', reason: 'DENIED: "quoted", with\nnewline', status: null, project: null, userAgent: 'x'.repeat(300_000), description: '' },
+      { ...rec(3), result: 'failure', principal: 'nul\u0000inside', clientAddress: '::1', at: 1.5e12 + 0.25 },
+    ];
+    const encoder = new BatchEncoder();
+    for (const r of records) encoder.push(r);
+    assert.equal(encoder.count, 3);
+    const sealed = encoder.seal();
+    assert.equal(encoder.count, 0);
+    const decoded = sealed.flatMap((b) => decodeBatch(b));
+    // '' comes back as '' (only null is none).
+    assert.deepEqual(decoded, records);
+    assert.deepEqual(decodeBatch(encodeBatch(records)), records);
+    assert.deepEqual(decodeBatch(encodeBatch([])), []);
+  });
+
+  it('keeps entries in order while the database is down, retries, and drops (counting) past the bound', async () => {
+    const store = new FlakyStore();
+    store.down = true;
+    const { recorder, counts } = recorderOn(store, { flushIntervalMs: 10, batchEntries: 10, maxBuffered: 100 });
+    recorder.start();
+    for (let i = 0; i < 150; i++) recorder.record(rec(i));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(recorder.pending, 100);
+    assert.equal(counts.dropped['buffer-full'], 50);
+    assert.equal(store.written.length, 0);
+    store.down = false;
+    await waitUntil(() => store.written.length === 100, 'the retried flush');
+    assert.deepEqual(
+      store.written.map((r) => r.requestId),
+      Array.from({ length: 100 }, (_, i) => `r${i}`),
+    );
+    assert.equal(recorder.pending, 0);
+    await recorder.stop();
+  });
+
+  it('drops only the entry the database refuses, not its batch', async () => {
+    const store = new FlakyStore();
+    store.refuse = (r) => r.requestId === 'r3';
+    const { recorder, counts } = recorderOn(store);
+    for (let i = 0; i < 6; i++) recorder.record(rec(i));
+    await recorder.flush();
+    assert.deepEqual(
+      store.written.map((r) => r.requestId),
+      ['r0', 'r1', 'r2', 'r4', 'r5'],
+    );
+    assert.equal(counts.dropped.unwritable, 1);
+  });
+
+  it('stop() writes what is buffered, retrying while the database comes back; past its timeout it counts the loss', async () => {
+    const store = new FlakyStore();
+    store.down = true;
+    const { recorder } = recorderOn(store);
+    for (let i = 0; i < 5; i++) recorder.record(rec(i));
+    setTimeout(() => {
+      store.down = false;
+    }, 100);
+    await recorder.stop(5000);
+    assert.equal(store.written.length, 5);
+
+    const dead = new FlakyStore();
+    dead.down = true;
+    const second = recorderOn(dead);
+    for (let i = 0; i < 5; i++) second.recorder.record(rec(i));
+    await second.recorder.stop(100);
+    assert.equal(second.counts.dropped.unwritable, 5);
+    assert.equal(second.recorder.pending, 0);
+  });
+
+  it('subscribes to the events it keeps; pulls can be left out', async () => {
+    const bus = new EventBus();
+    const store = new FlakyStore();
+    const { recorder } = recorderOn(store, { recordPulls: false });
+    recorder.subscribe(bus);
+    const event = (operation: RegistryOperationEvent['operation']): RegistryOperationEvent => ({
+      type: 'registry.operation',
+      at: 1,
+      actor: { name: 'alice', kind: 'user' },
+      operation,
+      resourceType: 'artifact',
+      repository: 'team/app',
+      reference: 'v1',
+      result: 'success',
+      status: 200,
+    });
+    bus.emit(event('pull'));
+    bus.emit(event('push'));
+    bus.emit({ type: 'job.finished', at: 1, actor: { name: 'system', kind: 'system' }, jobId: 4, kind: 'registry.purge-uploads', status: 'succeeded' });
+    bus.emit({ type: 'job.finished', at: 1, actor: { name: 'system', kind: 'system' }, jobId: 5, kind: 'gc.run', status: 'failed', error: 'boom' });
+    assert.equal(recorder.pending, 2);
+    await recorder.stop();
+    assert.deepEqual(
+      store.written.map((r) => [r.operation, r.resourceType, r.resource, r.result, r.reason]),
+      [
+        ['create', 'artifact', 'team/app:v1', 'success', null],
+        ['run', 'garbage_collection', 'jobs/5', 'failure', 'boom'],
+      ],
+    );
+    bus.emit(event('push'));
+    assert.equal(recorder.pending, 0, 'unsubscribed once stopped');
+  });
+});
+
+for (const backend of BACKENDS) {
+  describe(`audit recorder on a real store (${backend})`, () => {
+    let testDb: TestDatabase;
+    let dir: string;
+    let handle: DatabaseHandle;
+    before(async () => {
+      dir = await mkdtemp(path.join(tmpdir(), 'berth-audit-recorder-'));
+      testDb = await createTestDatabase(backend);
+      handle = createDatabase({ url: testDb.url, sqliteFile: path.join(dir, 'berth.db') });
+      await handle.migrate();
+    });
+    after(async () => {
+      await handle.close();
+      await testDb.drop();
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    beforeEach(async () => {
+      await handle.db.deleteFrom('audit_log').execute();
+      await handle.db.updateTable('audit_chain').set({ last_id: 0, last_hash: GENESIS_HASH, checkpoint_id: 0, checkpoint_hash: GENESIS_HASH }).execute();
+    });
+
+    it('writes on a worker thread: the same chain, the entries back only when asked, errors with their code', async () => {
+      const store = new AuditStore(handle.db);
+      const start = (await store.head()).lastId;
+      const sqliteFile = path.join(dir, 'berth.db');
+      const forwarding = new ThreadedAuditWriter({ url: testDb.url, sqliteFile, wantEntries: true });
+      const counting = new ThreadedAuditWriter({ url: testDb.url, sqliteFile, wantEntries: false });
+      try {
+        const batches = await Promise.all([forwarding.append(encodeBatch([rec(1), rec(2)])), forwarding.append(encodeBatch([rec(3)]))]);
+        assert.deepEqual(
+          batches.map((b) => b.entries?.map((e) => [e.id, e.requestId])),
+          [
+            [
+              [start + 1, 'r1'],
+              [start + 2, 'r2'],
+            ],
+            [[start + 3, 'r3']],
+          ],
+        );
+        const counted = await counting.append(encodeBatch([rec(4), rec(5)]));
+        assert.deepEqual(counted, { count: 2, entries: undefined });
+        const result = await store.verify();
+        assert.equal(result.valid, true);
+        assert.equal(result.head.id, start + 5);
+        assert.equal(result.head.hash, (await handle.db.selectFrom('audit_log').select('hash').where('id', '=', start + 5).executeTakeFirstOrThrow()).hash);
+        // An entry the database refuses (its id taken: the head moved back) comes back as a data error.
+        await handle.db.updateTable('audit_chain').set({ last_id: start }).execute();
+        await assert.rejects(counting.append(encodeBatch([rec(6)])), (err: Error & { code?: string }) => /constraint failed|duplicate key/i.test(err.message) && (backend === 'sqlite' || err.code === '23505'));
+        await handle.db.updateTable('audit_chain').set({ last_id: start + 5, last_hash: result.head.hash }).execute();
+      } finally {
+        await forwarding.close();
+        await counting.close();
+      }
+      await assert.rejects(forwarding.append(encodeBatch([rec(7)])), /closed/);
+    });
+
+    it('writes every recorded entry, in order, as a verifiable chain', async () => {
+      const store = new AuditStore(handle.db);
+      const written: number[] = [];
+      const { recorder, counts } = recorderOn(store, { flushIntervalMs: 5, batchEntries: 50, maxBuffered: 10_000, onWritten: (entries) => written.push(...entries.map((e) => e.id)) });
+      recorder.start();
+      for (let i = 0; i < 3000; i++) {
+        recorder.record(rec(i));
+        if (i % 500 === 0) await new Promise((resolve) => setImmediate(resolve));
+      }
+      await recorder.stop();
+      assert.deepEqual([counts.written, counts.dropped['buffer-full'], counts.dropped.unwritable], [3000, 0, 0]);
+      const rows = await handle.db.selectFrom('audit_log').select(['id', 'request_id']).orderBy('id').execute();
+      assert.equal(rows.length, 3000);
+      assert.deepEqual(
+        rows.map((r) => r.request_id),
+        Array.from({ length: 3000 }, (_, i) => `r${i}`),
+      );
+      assert.deepEqual(
+        written,
+        rows.map((r) => Number(r.id)),
+      );
+      const result = await store.verify();
+      assert.equal(result.valid, true);
+      assert.equal(result.checked, 3000);
+    });
+  });
+}
