@@ -272,6 +272,21 @@ function sectionOf(doc: string, heading: string): { start: number; end: number }
   return { start, end: next < 0 ? doc.length : next + 1 };
 }
 
+/**
+ * `doc` with every section of `old` that `doc` lacks appended: sections other scripts write
+ * (bench/gc.ts, bench/audit.ts) survive a full rewrite by this one.
+ */
+function withOtherSections(doc: string, old: string): string {
+  let out = doc;
+  for (const match of old.matchAll(/^## .*$/gm)) {
+    const heading = match[0];
+    if (sectionOf(out, heading)) continue;
+    const at = sectionOf(old, heading);
+    if (at) out = `${out.replace(/\n*$/, '\n\n')}${old.slice(at.start, at.end).replace(/\n+$/, '\n')}`;
+  }
+  return out;
+}
+
 /** `doc` with its auth section replaced by `section` (inserted before "## Below goal", or appended, when it has none). */
 function withAuthSection(doc: string, section: string): string {
   const body = section.endsWith('\n') ? section : `${section}\n`;
@@ -366,7 +381,8 @@ async function main(): Promise<void> {
     if (ranReference) {
       // Keep the file's auth section when this run did not measure one.
       const kept = authText === undefined ? sectionOf(old, AUTH_HEADING) : undefined;
-      writeFileSync(file, kept ? withAuthSection(report as string, old.slice(kept.start, kept.end).replace(/\n+$/, '\n')) : (report as string));
+      const rewritten = kept ? withAuthSection(report as string, old.slice(kept.start, kept.end).replace(/\n+$/, '\n')) : (report as string);
+      writeFileSync(file, withOtherSections(rewritten, old));
       log('wrote BENCHMARKS.md');
     } else if (authText !== undefined) {
       writeFileSync(file, withAuthSection(old, authText));

@@ -1,4 +1,6 @@
+import { audit } from './cli/audit.ts';
 import { configCheck } from './cli/config-check.ts';
+import { gc } from './cli/gc.ts';
 import { parseFlags } from './cli/flags.ts';
 import { migrate } from './cli/migrate.ts';
 import { serve } from './cli/serve.ts';
@@ -12,9 +14,11 @@ commands:
   migrate        bring the database schema up to date   [--config FILE] [--data-dir DIR] [--database-url URL]
   config-check   validate a config file  FILE
   user           manage local users: create NAME, password NAME, promote NAME, list   (berth user help)
+  gc             collect garbage now   [--dry-run] [--delete-untagged] [--time-window HOURS] [--full] [--workers N]
+  audit          verify the audit log's hash chain: audit verify   [--data-dir DIR | --config FILE]
 `;
 
-const COMMANDS: Record<string, typeof serve> = { serve, migrate, 'config-check': configCheck, user };
+const COMMANDS: Record<string, typeof serve> = { serve, migrate, 'config-check': configCheck, user, gc, audit };
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;

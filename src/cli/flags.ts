@@ -13,6 +13,16 @@ export interface CliFlags {
   readonly email: string | undefined;
   /** `berth user create`: make the user a system administrator. */
   readonly admin: boolean;
+  /** `berth gc`: report what would be freed, change nothing. */
+  readonly dryRun: boolean;
+  /** `berth gc`: also delete untagged artifacts. */
+  readonly deleteUntagged: boolean;
+  /** `berth gc`: time window in hours (text; checked by the command). */
+  readonly timeWindow: string | undefined;
+  /** `berth gc`: examine every blob and stored file, not only what changed. */
+  readonly full: boolean;
+  /** `berth gc`: sweeps running at once (text; checked by the command). */
+  readonly workers: string | undefined;
   readonly positionals: string[];
 }
 
@@ -29,6 +39,11 @@ export function parseFlags(args: string[]): CliFlags {
       'password-stdin': { type: 'boolean' },
       email: { type: 'string' },
       admin: { type: 'boolean' },
+      'dry-run': { type: 'boolean' },
+      'delete-untagged': { type: 'boolean' },
+      'time-window': { type: 'string' },
+      full: { type: 'boolean' },
+      workers: { type: 'string' },
     },
   });
   return {
@@ -40,6 +55,11 @@ export function parseFlags(args: string[]): CliFlags {
     passwordStdin: values['password-stdin'] ?? false,
     email: values.email,
     admin: values.admin ?? false,
+    dryRun: values['dry-run'] ?? false,
+    deleteUntagged: values['delete-untagged'] ?? false,
+    timeWindow: values['time-window'],
+    full: values.full ?? false,
+    workers: values.workers,
     positionals,
   };
 }

@@ -58,6 +58,10 @@ export const CONFIG_SCHEMA = {
     schedulerTickMs: int(1000, 'How often due cron schedules are looked for, in milliseconds.', 10, 3_600_000),
     keepFinishedDays: int(14, 'Finished jobs and their logs are deleted this many days after they finished (0 keeps them).', 0, 36500),
   },
+  gc: {
+    runAtStart: bool(false, 'Queue a garbage collection (blobs only, default time window) each time the server starts.'),
+    timeWindowHours: int(2, 'Default time window of garbage collection in hours: nothing created or linked more recently is collected. A tuning knob; 0 is safe.', 0, 876_000),
+  },
   auth: {
     enabled: bool(true, 'Authenticate and authorise every request (Docker token auth on /v2, Harbor roles). false serves /v2 openly, like a bare reference registry.'),
     service: str('berth', 'Token service name: the audience of registry tokens and the service of the challenge.'),
@@ -71,6 +75,29 @@ export const CONFIG_SCHEMA = {
   },
   quota: {
     defaultStorageBytes: int(-1, 'Storage quota of a new project in bytes (-1: unlimited). Changing it leaves existing projects alone.', -1),
+  },
+  audit: {
+    enabled: bool(true, 'Record every operation (pushes, pulls, deletes, API changes, logins) in the audit log.'),
+    recordPulls: bool(true, "Record pulls too (the high-rate events; Harbor's pull_audit_log_disable turned around)."),
+    flushIntervalMs: int(200, 'How often buffered audit entries are written, in milliseconds (one transaction per batch).', 10, 60_000),
+    batchEntries: int(500, 'A write starts early when this many entries wait.', 1, 2000),
+    writerThread: bool(false, 'Hash and write audit entries on a worker thread with its own database connection, off the thread that serves requests (more CPU in all).'),
+    bufferEntries: int(100_000, 'Entries kept in memory while the database does not take them; past this, new ones are dropped and counted.', 100, 10_000_000),
+    retainDays: int(0, 'Entries older than this many days are purged by a scheduled job (0 keeps them).', 0, 36500),
+    maxEntries: int(0, 'Only the newest this many entries are kept by the scheduled purge (0: no limit).', 0),
+    purgeCron: str('0 30 2 * * *', 'When the purge of retainDays/maxEntries runs (cron in UTC, seconds first).'),
+    syslog: str('', 'Also send every entry to this syslog receiver (RFC 5424, JSON body): udp://HOST:PORT or tcp://HOST:PORT; empty sends none.'),
+    syslogQueueEntries: int(10_000, 'Entries waiting for the syslog receiver at most; more are dropped and counted.', 1, 10_000_000),
+  },
+  webhooks: {
+    enabled: bool(true, "Send webhooks (Harbor's notification_enable). false: policies can still be edited, but events trigger nothing."),
+    concurrency: int(8, 'Webhook deliveries this node runs at once, on workers of their own (0: this node delivers none).', 0, 1000),
+    perTargetConcurrency: int(2, 'Deliveries to one target address in flight at once on this node; more wait without using up an attempt.', 1, 1000),
+    timeoutMs: int(10_000, 'How long one delivery attempt may take, in milliseconds, before it counts as failed.', 100, 300_000),
+    maxAttempts: int(4, 'Attempts per delivery (the first one and the retries) before it is given up as Error.', 1, 100),
+    retryBackoffMs: int(10_000, 'Wait before the first retry, in milliseconds; each further retry waits twice as long (jittered, at most an hour).', 10, 3_600_000),
+    historyDays: int(30, 'Delivery history (executions, tasks, attempts) older than this many days is deleted by a daily job (0 keeps it).', 0, 36500),
+    secretKeyFile: str('', 'File of the key that encrypts policy signing secrets; created (0600) when missing. Nodes sharing a database must share it. Empty means <dataDir>/secret/webhook.key.'),
   },
   log: {
     level: oneOf('info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'Log level of the JSON logs on stdout.'),

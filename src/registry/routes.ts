@@ -106,7 +106,10 @@ export async function registryRoutes(app: FastifyInstance, deps: RegistryRoutesD
       const caller = deps.guard ? await deps.guard.check(request, route, query) : {};
       return await dispatch(route, request, reply, query, caller);
     } catch (err) {
-      if (route.kind === 'manifest' && deps.events) announceFailure(request, route.name, route.reference, err);
+      if (deps.events) {
+        if (route.kind === 'manifest') announceFailure(request, route.name, route.reference, err);
+        if ('name' in route) announceQuotaRefusal(request, route.name, err);
+      }
       throw err;
     }
   };
@@ -131,6 +134,14 @@ export async function registryRoutes(app: FastifyInstance, deps: RegistryRoutesD
       status,
       reason: `${error.code}: ${error.message}`,
     });
+  }
+
+  /** A push the project's storage quota refused (the quota ledger's DENIED carries the figures). */
+  function announceQuotaRefusal(request: FastifyRequest, repository: string, err: unknown): void {
+    if (!(err instanceof OciError) || err.code !== 'DENIED') return;
+    const detail = err.detail as { project?: unknown; hard?: unknown; used?: unknown } | undefined;
+    if (typeof detail?.project !== 'string' || typeof detail.hard !== 'number' || typeof detail.used !== 'number') return;
+    deps.events?.emit({ type: 'quota.exceeded', at: Date.now(), actor: actorOf(request), project: detail.project, repository, used: detail.used, hard: detail.hard, message: err.message });
   }
 
   function announce(request: FastifyRequest, event: Omit<RegistryOperationEvent, 'type' | 'at' | 'actor' | 'result'>): void {

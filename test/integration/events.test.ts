@@ -120,6 +120,30 @@ for (const backend of BACKENDS) {
       assert.match((failed?.type === 'api.operation' && failed.reason) || '', /CONFLICT/);
     });
 
+    it('announces background jobs that end, with their outcome, and not their retries', async () => {
+      let attempts = 0;
+      server.app.jobs.workers.register('test.events', async (payload) => {
+        attempts++;
+        if ((payload as { fail?: boolean }).fail) throw new Error('broken on purpose');
+      });
+      take();
+      const ok = await server.app.jobs.queue.enqueue({ kind: 'test.events', payload: {} });
+      const bad = await server.app.jobs.queue.enqueue({ kind: 'test.events', payload: { fail: true }, maxAttempts: 1 });
+      const deadline = Date.now() + 15_000;
+      let finished: DomainEvent[] = [];
+      while (Date.now() < deadline) {
+        finished = seen.filter((e) => e.type === 'job.finished');
+        if (finished.length >= 2) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const byId = new Map(finished.map((e) => [e.type === 'job.finished' && e.jobId, e]));
+      assert.deepEqual({ ...(byId.get(ok) as object), at: 0 }, { type: 'job.finished', at: 0, actor: { name: 'system', kind: 'system' }, jobId: ok, kind: 'test.events', status: 'succeeded' });
+      const failed = byId.get(bad);
+      assert.equal(failed?.type === 'job.finished' && failed.status, 'failed');
+      assert.match((failed?.type === 'job.finished' && failed.error) || '', /broken on purpose/);
+      assert.equal(attempts, 2);
+    });
+
     it('announces checked logins, failed ones with the name tried, and not cached ones', async () => {
       const fresh = await createUser(server, 'fresh');
       take();

@@ -129,6 +129,24 @@ const OPERATIONS: readonly Operation[] = [
     ok: [200],
     call: (c) => api(c, 'PUT', `/quotas/${c.privateQuotaId}`, { hard: { storage: -1 } }),
   },
+  // ── tag immutability and retention ──
+  { name: 'list immutable-tag rules', permission: [perm('immutable-tag', 'list')], allowed: MAINTAINERS, ok: [200], call: (c) => api(c, 'GET', '/projects/priv/immutabletagrules') },
+  {
+    name: 'create an immutable-tag rule',
+    permission: [perm('immutable-tag', 'create')],
+    allowed: MAINTAINERS,
+    ok: [201, 409],
+    call: (c) =>
+      api(c, 'POST', '/projects/priv/immutabletagrules', {
+        disabled: false,
+        action: 'immutable',
+        template: 'immutable_template',
+        tag_selectors: [{ kind: 'doublestar', decoration: 'matches', pattern: `frozen-${c.role.toLowerCase()}` }],
+        scope_selectors: { repository: [{ kind: 'doublestar', decoration: 'repoMatches', pattern: '**' }] },
+      }),
+  },
+  // ── job service (system) ──
+  { name: 'list job queues', permission: [perm('jobservice-monitor', 'list', 'system')], allowed: ['sysadmin', 'robotWith'], ok: [200], call: (c) => api(c, 'GET', '/jobservice/queues') },
   // ── users (system) ──
   { name: 'list users', permission: [perm('user', 'list', 'system')], allowed: ['sysadmin', 'robotWith'], ok: [200], call: (c) => api(c, 'GET', '/users') },
   { name: 'read the current user', permission: [], allowed: ['sysadmin', 'projectAdmin', 'maintainer', 'developer', 'guest', 'limitedGuest', 'outsider'], ok: [200], call: (c) => api(c, 'GET', '/users/current') },

@@ -43,7 +43,14 @@ for (const backend of BACKENDS) {
       assert.deepEqual(await quotaOf(server, id), { hard: 1000, used: 600 });
 
       const tooBig = randomBlob(500);
+      const exceeded: unknown[] = [];
+      const stop = server.app.events.on('quota.exceeded', (e) => exceeded.push(e));
       const res = await monolithic('small/app', tooBig);
+      stop();
+      assert.equal(exceeded.length, 1, 'the refusal is announced (webhooks QUOTA_EXCEED, audit)');
+      const event = exceeded[0] as { actor: { name: string }; project: string; repository: string; used: number; hard: number; message: string };
+      assert.deepEqual([event.actor.name, event.project, event.repository, event.used, event.hard], ['admin', 'small', 'small/app', 600, 1000]);
+      assert.match(event.message, /quota exceeded/);
       await assertError(res.clone(), 403, 'DENIED');
       assert.match(((await res.json()) as { errors: Array<{ message: string }> }).errors[0]?.message ?? '', /quota.*small/);
       assert.equal(await linked('small/app', sha256(tooBig)), false);

@@ -199,19 +199,220 @@ const m0003_iam_projects: Migration = {
   },
 };
 
-/** Garbage collection (src/gc): owned by the GC work; fill in its tables. */
+/**
+ * Garbage collection (src/gc). `gc_candidates` lists digests that may have become unreferenced
+ * (written by the registry in the transactions that unlink or unreference them); `version` grows
+ * at every new mention, so a collector deletes a candidate only if nobody mentioned it again while
+ * it looked. Every blob that exists now starts as a candidate: the first run examines them all.
+ * `gc_runs` is the history. The indexes serve the collector's look-ups by digest across
+ * repositories and projects.
+ */
 const m0004_gc: Migration = {
-  async up(_db) {},
+  async up(db) {
+    const t = dialectTypes(dialectOf(db));
+    await exec(db, [
+      `create table gc_candidates (
+        digest text primary key,
+        version ${t.int64} not null,
+        created_at ${t.int64} not null)`,
+      'insert into gc_candidates (digest, version, created_at) select digest, 0, created_at from blobs',
+      `create table gc_runs (
+        id ${t.serialId},
+        job_id ${t.int64},
+        trigger text not null,
+        parameters text not null,
+        status text not null,
+        error text,
+        created_at ${t.int64} not null,
+        started_at ${t.int64},
+        finished_at ${t.int64},
+        updated_at ${t.int64} not null,
+        deleted_artifacts ${t.int64} not null,
+        deleted_blobs ${t.int64} not null,
+        freed_bytes ${t.int64} not null,
+        examined_blobs ${t.int64} not null)`,
+      'create index gc_runs_job on gc_runs (job_id)',
+      // Child digest first: serves the collector's look-ups across repositories and every
+      // (repository, child) look-up the old index served, at no extra cost per push.
+      'drop index manifest_references_child',
+      'create index manifest_references_child on manifest_references (child_digest, repository_id)',
+      'create index project_blobs_digest on project_blobs (digest)',
+    ]);
+  },
 };
 
-/** Tag retention policies, executions, pull times (src/retention): owned by the retention work. */
+/**
+ * Tag retention (src/retention): one policy per project (Harbor's RetentionPolicy as JSON), its
+ * executions and their per-repository tasks (with the artifacts each removed or would remove, and
+ * a text log), and the last pull time of each manifest for the "most recently pulled" templates.
+ */
 const m0005_retention: Migration = {
-  async up(_db) {},
+  async up(db) {
+    const t = dialectTypes(dialectOf(db));
+    await exec(db, [
+      `alter table manifests add column pulled_at ${t.int64}`,
+      `create table retention_policies (
+        id ${t.serialId},
+        project_id ${t.int64} not null unique references projects(id) on delete cascade,
+        policy text not null,
+        created_at ${t.int64} not null,
+        updated_at ${t.int64} not null)`,
+      `create table retention_executions (
+        id ${t.serialId},
+        policy_id ${t.int64} not null references retention_policies(id) on delete cascade,
+        job_id ${t.int64},
+        status text not null,
+        trigger_kind text not null,
+        dry_run integer not null,
+        start_time ${t.int64} not null,
+        end_time ${t.int64})`,
+      'create index retention_executions_policy on retention_executions (policy_id, id)',
+      `create table retention_tasks (
+        id ${t.serialId},
+        execution_id ${t.int64} not null references retention_executions(id) on delete cascade,
+        repository text not null,
+        status text not null,
+        total integer not null,
+        retained integer not null,
+        removed text not null,
+        log text not null,
+        start_time ${t.int64} not null,
+        end_time ${t.int64})`,
+      'create index retention_tasks_execution on retention_tasks (execution_id, id)',
+    ]);
+  },
 };
 
-/** Tag immutability rules (src/retention/immutability*): owned by the immutability work. */
+/**
+ * Tag immutability rules (src/retention/immutability*): Harbor's ImmutableRule per project, its
+ * selectors kept as the JSON the API takes; deleted with the project.
+ */
 const m0006_immutability: Migration = {
-  async up(_db) {},
+  async up(db) {
+    const t = dialectTypes(dialectOf(db));
+    await exec(db, [
+      `create table immutable_rules (
+        id ${t.serialId},
+        project_id ${t.int64} not null references projects(id) on delete cascade,
+        priority integer not null,
+        disabled integer not null,
+        tag_selectors text not null,
+        scope_selectors text not null,
+        created_at ${t.int64} not null,
+        updated_at ${t.int64} not null)`,
+      'create index immutable_rules_project on immutable_rules (project_id, id)',
+    ]);
+  },
+};
+
+/**
+ * The audit log (src/audit). Entry ids are given by the writer, in chain order, under the lock on
+ * the one `audit_chain` row (the chain's head and the checkpoint a purge leaves), so a missing id
+ * shows a deleted entry. Each index ends in (at, id): a filter on its column, a time range and the
+ * newest-first order are served together at millions of entries.
+ */
+const m0007_audit: Migration = {
+  async up(db) {
+    const t = dialectTypes(dialectOf(db));
+    const genesis = '0'.repeat(64);
+    await exec(db, [
+      `create table audit_log (
+        id ${t.int64} primary key,
+        at ${t.int64} not null,
+        principal ${t.sortableText} not null,
+        principal_kind text not null,
+        operation text not null,
+        resource_type text not null,
+        resource ${t.sortableText} not null,
+        project ${t.sortableText},
+        result text not null,
+        reason text,
+        status integer,
+        client_address text,
+        user_agent text,
+        request_id text,
+        description text,
+        hash text not null)`,
+      'create index audit_log_at on audit_log (at, id)',
+      'create index audit_log_principal on audit_log (principal, at, id)',
+      'create index audit_log_project on audit_log (project, at, id)',
+      'create index audit_log_resource on audit_log (resource, at, id)',
+      'create index audit_log_operation on audit_log (operation, resource_type, at, id)',
+      `create table audit_chain (
+        id integer primary key,
+        last_id ${t.int64} not null,
+        last_hash text not null,
+        checkpoint_id ${t.int64} not null,
+        checkpoint_hash text not null,
+        updated_at ${t.int64} not null)`,
+      `insert into audit_chain (id, last_id, last_hash, checkpoint_id, checkpoint_hash, updated_at) values (1, 0, '${genesis}', 0, '${genesis}', 0)`,
+    ]);
+  },
+};
+
+/**
+ * Webhooks (src/webhooks): per-project policies (targets and event types as JSON, the optional
+ * signing secret encrypted), and the delivery history: an execution per (policy, event), a task
+ * per target with the exact body it sends, and one row per delivery attempt.
+ */
+const m0008_webhooks: Migration = {
+  async up(db) {
+    const t = dialectTypes(dialectOf(db));
+    await exec(db, [
+      `create table webhook_policies (
+        id ${t.serialId},
+        project_id ${t.int64} not null references projects(id) on delete cascade,
+        name ${t.sortableText} not null,
+        description text not null,
+        targets text not null,
+        event_types text not null,
+        enabled integer not null,
+        secret text,
+        creator text not null,
+        created_at ${t.int64} not null,
+        updated_at ${t.int64} not null,
+        unique (project_id, name))`,
+      `create table webhook_executions (
+        id ${t.serialId},
+        policy_id ${t.int64} not null references webhook_policies(id) on delete cascade,
+        event_type text not null,
+        status text not null,
+        operator text not null,
+        payload text not null,
+        created_at ${t.int64} not null,
+        ended_at ${t.int64})`,
+      'create index webhook_executions_policy on webhook_executions (policy_id, id)',
+      'create index webhook_executions_trigger on webhook_executions (policy_id, event_type, created_at)',
+      'create index webhook_executions_created on webhook_executions (created_at)',
+      `create table webhook_tasks (
+        id ${t.serialId},
+        execution_id ${t.int64} not null references webhook_executions(id) on delete cascade,
+        policy_id ${t.int64} not null,
+        address text not null,
+        auth_header text not null,
+        skip_cert_verify integer not null,
+        payload_format text not null,
+        event_type text not null,
+        body text not null,
+        status text not null,
+        status_message text not null,
+        run_count integer not null,
+        job_id ${t.int64},
+        created_at ${t.int64} not null,
+        started_at ${t.int64},
+        updated_at ${t.int64} not null,
+        ended_at ${t.int64})`,
+      'create index webhook_tasks_execution on webhook_tasks (execution_id, id)',
+      `create table webhook_attempts (
+        task_id ${t.int64} not null references webhook_tasks(id) on delete cascade,
+        attempt integer not null,
+        started_at ${t.int64} not null,
+        latency_ms integer not null,
+        status_code integer,
+        error text,
+        primary key (task_id, attempt))`,
+    ]);
+  },
 };
 
 export const MIGRATIONS: Record<string, Migration> = {
@@ -221,6 +422,8 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0004_gc': m0004_gc,
   '0005_retention': m0005_retention,
   '0006_immutability': m0006_immutability,
+  '0007_audit': m0007_audit,
+  '0008_webhooks': m0008_webhooks,
 };
 
 export const migrationProvider: MigrationProvider = {
