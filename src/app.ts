@@ -150,7 +150,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   // ── issue 5 capabilities: each section is edited only by its owner ──
   // audit: the audit log (src/audit): recorder on the events (batched writes), hash chain, syslog forwarding, purge jobs; audit.stop() flushes
   const audit = await buildAudit(config, { db: database.db, events, jobs, log: http.log, metrics: metrics.registry });
-  http.addHook('onClose', async () => audit.stop(config.server.shutdownTimeoutSeconds * 1000));
+  // Flushed in stop(), after the jobs have stopped: a job that ends during shutdown is still recorded.
   // end audit
   // webhooks: per-project policies (src/webhooks); the bus subscriber only queues; deliveries run on a worker pool of their own (webhooks.concurrency), started with the server and stopped before the database closes
   const webhookSecrets = new SecretBox(config.webhooks.secretKeyFile || resolveDataPath(config, 'secret', 'webhook.key'));
@@ -293,6 +293,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         await Promise.all([http.close(), jobs.stop()]);
       } finally {
         clearTimeout(timeout);
+        await audit.stop(config.server.shutdownTimeoutSeconds * 1000);
         await database.close();
       }
     },
