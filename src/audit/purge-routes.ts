@@ -4,11 +4,12 @@
  * /system/purgeaudit/{purge_id}), stop (PUT /system/purgeaudit/{purge_id}) and the log
  * (GET /system/purgeaudit/{purge_id}/log). System resource purge-audit: system admins.
  */
+import { harborScheduleJson, numericPathId } from '../platform/http/harbor-schedule.ts';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { type Static, Type } from 'typebox';
 import type { AccessControl } from '../iam/access.ts';
 import type { Action } from '../iam/rbac.ts';
-import { badRequest, pageParams, setPageHeaders } from '../platform/http/api.ts';
+import { pageParams, setPageHeaders } from '../platform/http/api.ts';
 import { type AuditPurges, MAX_RETENTION_HOURS, type PurgeScheduleView, type PurgeView, SCHEDULE_TYPES } from './purge.ts';
 
 export interface PurgeRoutesDeps {
@@ -108,23 +109,11 @@ function historyJson(view: PurgeView): Static<typeof ExecHistoryJson> {
 }
 
 function scheduleJson(schedule: PurgeScheduleView): Static<typeof ScheduleJson> {
-  return {
-    id: 0,
-    job_name: JOB_NAME,
-    job_kind: schedule.type === 'None' ? '' : 'SCHEDULE',
-    job_parameters: JSON.stringify(schedule.parameters),
-    schedule: { type: schedule.type, cron: schedule.cron, ...(schedule.nextRunAt !== null ? { next_scheduled_time: new Date(schedule.nextRunAt).toISOString() } : {}) },
-    parameters: { ...schedule.parameters },
-    job_status: '',
-    deleted: false,
-    ...(schedule.createdAt !== null ? { creation_time: new Date(schedule.createdAt).toISOString() } : {}),
-    ...(schedule.updatedAt !== null ? { update_time: new Date(schedule.updatedAt).toISOString() } : {}),
-  };
+  return harborScheduleJson(JOB_NAME, schedule) as Static<typeof ScheduleJson>;
 }
 
 function purgeId(raw: string): number {
-  if (!/^[0-9]{1,15}$/.test(raw)) throw badRequest(`purge_id must be a positive whole number, got "${raw}"`);
-  return Number(raw);
+  return numericPathId(raw, 'purge_id');
 }
 
 export async function purgeRoutes(api: FastifyInstance, deps: PurgeRoutesDeps): Promise<void> {

@@ -3,11 +3,12 @@
  * /system/gc/schedule; type Manual runs now), the history (GET /system/gc, /system/gc/{gc_id}),
  * stop (PUT /system/gc/{gc_id}) and the log (GET /system/gc/{gc_id}/log). System admins only.
  */
+import { harborScheduleJson, numericPathId } from '../platform/http/harbor-schedule.ts';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { type Static, Type } from 'typebox';
 import type { AccessControl } from '../iam/access.ts';
 import type { Action } from '../iam/rbac.ts';
-import { badRequest, pageParams, setPageHeaders } from '../platform/http/api.ts';
+import { pageParams, setPageHeaders } from '../platform/http/api.ts';
 import { type GcRuns, type GcRunView, type GcScheduleView, MAX_WORKERS, SCHEDULE_TYPES } from './runs.ts';
 
 export interface GcRoutesDeps {
@@ -122,23 +123,11 @@ export function gcHistoryJson(run: GcRunView): Static<typeof GcHistoryJson> {
 }
 
 function scheduleJson(schedule: GcScheduleView): Static<typeof GcScheduleJson> {
-  return {
-    id: 0,
-    job_name: 'GARBAGE_COLLECTION',
-    job_kind: schedule.type === 'None' ? '' : 'SCHEDULE',
-    job_parameters: JSON.stringify(schedule.parameters),
-    schedule: { type: schedule.type, cron: schedule.cron, ...(schedule.nextRunAt !== null ? { next_scheduled_time: new Date(schedule.nextRunAt).toISOString() } : {}) },
-    parameters: { ...schedule.parameters },
-    job_status: '',
-    deleted: false,
-    ...(schedule.createdAt !== null ? { creation_time: new Date(schedule.createdAt).toISOString() } : {}),
-    ...(schedule.updatedAt !== null ? { update_time: new Date(schedule.updatedAt).toISOString() } : {}),
-  };
+  return harborScheduleJson('GARBAGE_COLLECTION', schedule) as Static<typeof GcScheduleJson>;
 }
 
 function gcId(raw: string): number {
-  if (!/^[0-9]{1,15}$/.test(raw)) throw badRequest(`gc_id must be a positive whole number, got "${raw}"`);
-  return Number(raw);
+  return numericPathId(raw, 'gc_id');
 }
 
 export async function gcRoutes(api: FastifyInstance, deps: GcRoutesDeps): Promise<void> {
