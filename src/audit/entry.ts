@@ -139,12 +139,24 @@ const REGISTRY_OPERATIONS = { push: 'create', pull: 'pull', delete: 'delete' } a
 
 function fromRegistry(event: RegistryOperationEvent): AuditRecord {
   const reference = event.reference;
-  // Pulls are the bulk of the log: their description names only the digest a tag resolved to.
-  const details =
-    event.operation === 'pull'
-      ? [event.digest && event.digest !== reference ? event.digest : undefined].filter((d) => d !== undefined)
-      : [event.digest && event.digest !== reference ? event.digest : undefined, event.mediaType, event.size !== undefined ? `${event.size} bytes` : undefined].filter((d) => d !== undefined);
-  return record(event, {
+  const otherDigest = event.digest && event.digest !== reference ? event.digest : undefined;
+  let description: string;
+  if (event.operation === 'pull') {
+    // Pulls are the bulk of the log, built on the request path: their description names only the digest a tag resolved to.
+    description = otherDigest === undefined ? `pull ${event.resourceType}` : `pull ${event.resourceType} (${otherDigest})`;
+  } else {
+    const details = [otherDigest, event.mediaType, event.size !== undefined ? `${event.size} bytes` : undefined].filter((d) => d !== undefined);
+    description = `${event.operation} ${event.resourceType}${details.length > 0 ? ` (${details.join(', ')})` : ''}`;
+  }
+  const actor = event.actor;
+  // One object literal (not record()'s spreads): this runs once per pull.
+  return {
+    at: event.at,
+    principal: actor.name || 'anonymous',
+    principalKind: actor.kind,
+    clientAddress: actor.address ?? null,
+    userAgent: actor.userAgent ?? null,
+    requestId: actor.requestId ?? null,
     operation: REGISTRY_OPERATIONS[event.operation],
     resourceType: event.resourceType,
     resource: artifactResource(event.repository, reference),
@@ -152,8 +164,8 @@ function fromRegistry(event: RegistryOperationEvent): AuditRecord {
     result: event.result,
     reason: event.reason ?? null,
     status: event.status,
-    description: `${event.operation} ${event.resourceType}${details.length > 0 ? ` (${details.join(', ')})` : ''}`,
-  });
+    description,
+  };
 }
 
 function decodeSegment(segment: string): string {

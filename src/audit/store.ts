@@ -153,9 +153,11 @@ export class AuditStore {
       let hash = head.last_hash;
       const entries = resolved.map((record): AuditEntry => {
         id += 1;
-        const numbered = { ...record, id };
-        hash = chainHash(hash, numbered);
-        return { ...numbered, hash };
+        // One copy per entry, its hash filled in once the chain reaches it.
+        const entry: { -readonly [K in keyof AuditEntry]: AuditEntry[K] } = { ...record, id, hash: '' };
+        hash = chainHash(hash, entry);
+        entry.hash = hash;
+        return entry;
       });
       let offset = 0;
       for (const size of INSERT_SIZES) {

@@ -132,6 +132,35 @@ describe('audit recorder', () => {
     assert.deepEqual(decodeBatch(encodeBatch([])), []);
   });
 
+  it('writes a text equal to the previous entry\'s once per slab, and decodes every slab on its own', () => {
+    const same = (i: number): AuditRecord => ({ ...rec(i), principal: 'ci-bot', userAgent: 'containerd/2.0', resource: `library/app:${'v'.repeat(1)}` });
+    const encoder = new BatchEncoder();
+    const records = Array.from({ length: 3000 }, (_, i) => (i % 7 === 3 ? { ...same(i), userAgent: null, principal: 'other' } : same(i)));
+    for (const r of records) encoder.push(r);
+    const sealed = encoder.seal();
+    // Repeats make an entry small: 3000 of them fit one 256 KiB slab, where each alone would take about 130 bytes more.
+    assert.equal(sealed.length, 1);
+    assert.deepEqual(decodeBatch(sealed[0] as EncodedBatch), records);
+    // After a seal the next entry is written whole, so each sealed batch decodes alone.
+    encoder.push(same(9000));
+    encoder.push({ ...same(9001), userAgent: 'skopeo/1.9' });
+    const next = encoder.seal();
+    assert.deepEqual(decodeBatch(next[0] as EncodedBatch), [same(9000), { ...same(9001), userAgent: 'skopeo/1.9' }]);
+    // Slabs filled by a large entry start afresh too.
+    const big = { ...same(1), description: 'd'.repeat(200_000) };
+    const mixed = [same(1), big, same(2), same(3)];
+    const slabs = (() => {
+      const e = new BatchEncoder();
+      for (const r of mixed) e.push(r);
+      return e.seal();
+    })();
+    assert.ok(slabs.length >= 2);
+    assert.deepEqual(
+      slabs.flatMap((b) => decodeBatch(b)),
+      mixed,
+    );
+  });
+
   it('keeps entries in order while the database is down, retries, and drops (counting) past the bound', async () => {
     const store = new FlakyStore();
     store.down = true;
