@@ -11,11 +11,11 @@ import type { Config } from '../config/schema.ts';
 import type { AccessControl } from '../iam/access.ts';
 import type { Database } from '../platform/db/schema.ts';
 import type { EventBus } from '../platform/events/bus.ts';
-import { InvalidCronError } from '../platform/jobs/scheduler.ts';
+import { InvalidCronError, validateCron } from '../platform/jobs/scheduler.ts';
 import type { JobService } from '../platform/jobs/service.ts';
 import type { ProjectService } from '../projects/service.ts';
-import { parseSyslogTarget, SyslogForwarder } from './forward.ts';
-import { AuditPurges } from './purge.ts';
+import { parseSyslogTarget, SyslogForwarder, type SyslogTarget } from './forward.ts';
+import { AuditPurges, hasConfigSchedule } from './purge.ts';
 import { purgeRoutes } from './purge-routes.ts';
 import { AuditRecorder } from './recorder.ts';
 import { auditRoutes } from './routes.ts';
@@ -47,15 +47,35 @@ export interface Audit {
   stop(timeoutMs?: number): Promise<void>;
 }
 
-export async function buildAudit(config: Config, deps: AuditDeps): Promise<Audit> {
+/**
+ * Checks what of the audit settings the schema alone cannot: audit.syslog (udp:// or tcp://
+ * HOST:PORT) and, when a config purge is scheduled (retainDays or maxEntries set), audit.purgeCron.
+ * Throws a ConfigError naming the key; returns the syslog target (undefined for none). Used at
+ * start and by `berth config-check`.
+ */
+export function checkAuditConfig(config: Config, now = Date.now()): SyslogTarget | undefined {
   const settings = config.audit;
-  const log = deps.log.child({ component: 'audit' });
-  let target: ReturnType<typeof parseSyslogTarget>;
+  let target: SyslogTarget | undefined;
   try {
     target = parseSyslogTarget(settings.syslog);
   } catch (err) {
     throw new ConfigError('audit.syslog', (err as Error).message);
   }
+  if (hasConfigSchedule(settings)) {
+    try {
+      validateCron(settings.purgeCron, now);
+    } catch (err) {
+      if (err instanceof InvalidCronError) throw new ConfigError('audit.purgeCron', err.message);
+      throw err;
+    }
+  }
+  return target;
+}
+
+export async function buildAudit(config: Config, deps: AuditDeps): Promise<Audit> {
+  const settings = config.audit;
+  const log = deps.log.child({ component: 'audit' });
+  const target = checkAuditConfig(config);
 
   const registers = deps.metrics ? [deps.metrics] : [];
   const written = new Counter({ name: 'berth_audit_entries_written_total', help: 'Audit entries written to the database.', registers });

@@ -48,6 +48,11 @@ interface SchedulePayload {
   readonly parameters: PurgeApiParameters;
 }
 
+/** Whether config's audit.retainDays / audit.maxEntries ask for a scheduled purge (and so audit.purgeCron is used). */
+export function hasConfigSchedule(options: { readonly retainDays: number; readonly maxEntries: number }): boolean {
+  return options.retainDays > 0 || options.maxEntries > 0;
+}
+
 export type PurgeStatus = 'Pending' | 'Running' | 'Success' | 'Error' | 'Stopped';
 
 export interface PurgeView {
@@ -133,7 +138,7 @@ export class AuditPurges {
    * job service writes it at start.
    */
   async configure(options: { readonly retainDays: number; readonly maxEntries: number; readonly cron: string }): Promise<void> {
-    if (options.retainDays === 0 && options.maxEntries === 0) {
+    if (!hasConfigSchedule(options)) {
       await this.#jobs.scheduler.remove(CONFIG_SCHEDULE_NAME);
       return;
     }

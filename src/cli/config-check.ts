@@ -1,3 +1,4 @@
+import { checkAuditConfig } from '../audit/build.ts';
 import { loadConfig } from '../config/load.ts';
 import type { CliFlags } from './flags.ts';
 
@@ -8,7 +9,9 @@ export async function configCheck(flags: CliFlags): Promise<number> {
     console.error('usage: berth config-check FILE');
     return 2;
   }
-  loadConfig({ file });
+  const config = loadConfig({ file });
+  // What the server checks at start beyond the schema (it throws a ConfigError naming the key).
+  checkAuditConfig(config);
   console.log(`${file}: ok`);
   return 0;
 }

@@ -48,7 +48,28 @@ export interface AuthenticatorOptions {
   readonly cacheMs?: number;
   readonly now?: () => number;
   /** Told of every password or secret actually checked (not cached logins), for the audit log. */
-  readonly onLoginChecked?: (check: { name: string; kind: 'user' | 'robot'; address: string; ok: boolean; reason?: string }) => void;
+  readonly onLoginChecked?: (check: LoginCheck) => void;
+}
+
+/** The client a login came from, beyond its address: what the audit log records of it. */
+export interface LoginClient {
+  readonly userAgent?: string | undefined;
+  readonly requestId?: string | undefined;
+}
+
+/** A password or secret checked, as told to `onLoginChecked`. */
+export interface LoginCheck extends LoginClient {
+  readonly name: string;
+  readonly kind: 'user' | 'robot';
+  readonly address: string;
+  readonly ok: boolean;
+  readonly reason?: string;
+}
+
+/** The user agent and request id of a request, for `Authenticator.login`. */
+export function loginClientOf(request: { readonly id: string; readonly headers: { readonly 'user-agent'?: string | undefined } }): LoginClient {
+  const userAgent = request.headers['user-agent'];
+  return { userAgent: typeof userAgent === 'string' ? userAgent : undefined, requestId: request.id };
 }
 
 interface CachedLogin {
@@ -92,25 +113,26 @@ export class Authenticator {
   /**
    * A user or robot from a name and password. Throws 429 while the name or address is locked out
    * and 401 for wrong credentials; the message is the same whether or not the name exists.
+   * `client` (the request's user agent and id) is only passed on to `onLoginChecked`.
    */
-  async login(username: string, password: string, clientAddress: string): Promise<Exclude<Subject, { kind: 'anonymous' }>> {
+  async login(username: string, password: string, clientAddress: string, client: LoginClient = {}): Promise<Exclude<Subject, { kind: 'anonymous' }>> {
     const key = cacheKey(username, password);
     const cached = this.#cache.get(key);
     if (cached && cached.until > this.#now()) return cached.subject as Exclude<Subject, { kind: 'anonymous' }>;
     const decision = this.#limiter.check(username, clientAddress);
     const kind = this.#robots.isRobotName(username) ? 'robot' : 'user';
     if (!decision.allowed) {
-      this.#onLoginChecked?.({ name: username, kind, address: clientAddress, ok: false, reason: 'too many failed logins' });
+      this.#onLoginChecked?.({ ...client, name: username, kind, address: clientAddress, ok: false, reason: 'too many failed logins' });
       throw new ApiError('TOO_MANY_REQUESTS', `too many failed logins; try again in ${decision.retryAfterSeconds} s`, { 'retry-after': String(decision.retryAfterSeconds) });
     }
     const subject = kind === 'robot' ? await this.#robots.checkSecret(username, password) : await this.#users.checkPassword(username, password);
     if (!subject) {
       this.#limiter.recordFailure(username, clientAddress);
-      this.#onLoginChecked?.({ name: username, kind, address: clientAddress, ok: false, reason: 'invalid username or password' });
+      this.#onLoginChecked?.({ ...client, name: username, kind, address: clientAddress, ok: false, reason: 'invalid username or password' });
       throw new ApiError('UNAUTHORIZED', 'invalid username or password');
     }
     this.#limiter.recordSuccess(username, clientAddress);
-    this.#onLoginChecked?.({ name: username, kind, address: clientAddress, ok: true });
+    this.#onLoginChecked?.({ ...client, name: username, kind, address: clientAddress, ok: true });
     if (this.#cache.size >= 10_000) this.#cache.clear();
     this.#cache.set(key, { subject, until: this.#now() + this.#cacheMs });
     return subject;

@@ -53,7 +53,13 @@ export async function buildIam(config: Config, db: Kysely<Database>, log: Fastif
       events?.emit({
         type: 'login',
         at: Date.now(),
-        actor: { name: check.name, kind: check.kind, address: check.address },
+        actor: {
+          name: check.name,
+          kind: check.kind,
+          address: check.address,
+          ...(check.userAgent !== undefined ? { userAgent: check.userAgent } : {}),
+          ...(check.requestId !== undefined ? { requestId: check.requestId } : {}),
+        },
         result: check.ok ? 'success' : 'failure',
         ...(check.reason ? { reason: check.reason } : {}),
       }),

@@ -17,7 +17,7 @@ import { OciError } from '../platform/oci/errors.ts';
 import type { RegistryCaller, RegistryGuard } from '../registry/routes.ts';
 import type { V2Route } from '../registry/router.ts';
 import type { AccessControl, ProjectDirectory, ProjectRef } from './access.ts';
-import { type Authenticator, parseBasic, parseBearer } from './authenticate.ts';
+import { type Authenticator, loginClientOf, parseBasic, parseBearer } from './authenticate.ts';
 import type { Subject } from './rbac.ts';
 import { bearerChallenge, parseScopes, projectOfRepository, REPOSITORY_ACTIONS, type ResourceAccess, requiredAccess, ScopeError } from './scopes.ts';
 import { type TokenAccess, TokenError, type TokenService } from './tokens.ts';
@@ -114,7 +114,7 @@ export class RegistryAuth implements RegistryGuard {
     if (!basic) throw this.#challenge(request, needed, 'authentication required');
     let subject: Subject;
     try {
-      subject = await this.#deps.authenticator.login(basic.username, basic.password, request.ip);
+      subject = await this.#deps.authenticator.login(basic.username, basic.password, request.ip, loginClientOf(request));
     } catch (err) {
       if (err instanceof ApiError && err.code === 'TOO_MANY_REQUESTS') throw new OciError('TOOMANYREQUESTS', err.message, undefined, err.headers);
       if (err instanceof ApiError && err.code === 'UNAUTHORIZED') throw this.#challenge(request, needed, err.message);
@@ -199,7 +199,7 @@ export async function tokenRoutes(app: FastifyInstance, deps: Omit<RegistryAuthD
       if (authorization !== undefined) {
         const basic = parseBasic(authorization);
         if (!basic) throw new ApiError('UNAUTHORIZED', 'send Basic credentials or none', { 'www-authenticate': 'Basic realm="berth"' });
-        subject = await deps.authenticator.login(basic.username, basic.password, request.ip);
+        subject = await deps.authenticator.login(basic.username, basic.password, request.ip, loginClientOf(request));
       } else if (requested.length === 0) {
         // `docker login` without credentials; an anonymous token without scope is good for nothing.
         throw new ApiError('UNAUTHORIZED', 'log in, or ask for a scope', { 'www-authenticate': 'Basic realm="berth"' });

@@ -7,7 +7,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from '../platform/http/api.ts';
 import { ANONYMOUS } from './access.ts';
-import { type Authenticator, parseBasic, parseBearer, type SessionDirectory } from './authenticate.ts';
+import { type Authenticator, loginClientOf, parseBasic, parseBearer, type SessionDirectory } from './authenticate.ts';
 import { CSRF_HEADER, readSessionCookie } from './sessions.ts';
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -31,7 +31,7 @@ export function apiAuthHook(deps: ApiAuthDeps): (request: FastifyRequest, reply:
     if (authorization !== undefined) {
       const basic = parseBasic(authorization);
       if (basic) {
-        const subject = await deps.authenticator.login(basic.username, basic.password, request.ip);
+        const subject = await deps.authenticator.login(basic.username, basic.password, request.ip, loginClientOf(request));
         request.subject = subject;
         request.authVia = 'basic';
         request.actor = { name: subject.name, kind: subject.kind };

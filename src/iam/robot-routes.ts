@@ -6,6 +6,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { type Static, Type } from 'typebox';
 import { badRequest, exactValue, pageParams, parseQ, setPageHeaders } from '../platform/http/api.ts';
+import { noteOperationProject } from '../platform/http/operation-events.ts';
 import type { AccessControl } from './access.ts';
 import {
   permissionCatalog,
@@ -31,7 +32,12 @@ export function robotGuard(access: AccessControl, request: FastifyRequest): Robo
     requireLogin: () => {
       access.requireLogin(request);
     },
-    requireProject: (nameOrId, action) => access.requireProject(request, nameOrId, 'robot', action),
+    requireProject: async (nameOrId, action) => {
+      const project = await access.requireProject(request, nameOrId, 'robot', action);
+      // Robot operations are under /robots: this puts them in their project's log.
+      noteOperationProject(request, project.name);
+      return project;
+    },
     requireSystem: (action) => access.requireSystem(request, 'robot', action),
   };
 }

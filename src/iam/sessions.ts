@@ -14,7 +14,7 @@ import type { Database } from '../platform/db/schema.ts';
 import { ApiError, badRequest, sendApiError, toApiError } from '../platform/http/api.ts';
 import { cronEvery } from '../platform/jobs/scheduler.ts';
 import type { JobService } from '../platform/jobs/service.ts';
-import type { Authenticator, SessionDirectory, UserSubject } from './authenticate.ts';
+import { type Authenticator, loginClientOf, type SessionDirectory, type UserSubject } from './authenticate.ts';
 
 export const SESSION_COOKIE = 'sid';
 export const CSRF_HEADER = 'x-harbor-csrf-token';
@@ -186,7 +186,7 @@ export async function sessionRoutes(app: FastifyInstance, deps: SessionRoutesDep
 
     scope.post('/c/login', { bodyLimit: FORM_BODY_LIMIT }, async (request, reply) => {
       const { username, password } = credentialsOf(request.body);
-      const subject = await deps.authenticator.login(username, password, request.ip);
+      const subject = await deps.authenticator.login(username, password, request.ip, loginClientOf(request));
       if (subject.kind !== 'user') throw new ApiError('FORBIDDEN', 'robot accounts cannot log in to the web portal');
       const previous = readSessionCookie(request.headers.cookie);
       if (previous) await deps.sessions.destroy(previous);

@@ -12,7 +12,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { ApiError, badRequest, type PageParams, pageParams, parseQ, setPageHeaders } from '../platform/http/api.ts';
 import type { AccessControl } from './access.ts';
-import type { Authenticator } from './authenticate.ts';
+import { type Authenticator, loginClientOf } from './authenticate.ts';
 import { type Action, projectPermissions, type SystemResource } from './rbac.ts';
 import { readSessionCookie, type SessionService } from './sessions.ts';
 import { USER_SORT_FIELDS, type TextMatch, type UserRecord, type UserService, type UserSortField } from './users.ts';
@@ -344,7 +344,7 @@ export async function userRoutes(api: FastifyInstance, deps: UserRoutesDeps): Pr
         if (body.old_password === undefined || body.old_password === '') throw badRequest('old_password is required to change your own password');
         // Through the authenticator, so guessing the current password is rate-limited like a login.
         try {
-          await authenticator.login(request.subject.kind === 'user' ? request.subject.name : '', body.old_password, request.ip);
+          await authenticator.login(request.subject.kind === 'user' ? request.subject.name : '', body.old_password, request.ip, loginClientOf(request));
         } catch (err) {
           if (err instanceof ApiError && err.code === 'UNAUTHORIZED') throw new ApiError('FORBIDDEN', 'the current password is incorrect');
           throw err;

@@ -102,18 +102,24 @@ for (const backend of BACKENDS) {
       });
       assert.equal(dup.status, 409);
       await (await fetch(`${server.url}/api/v2.0/projects/evt2`, { headers: { authorization: ADMIN_AUTH } })).arrayBuffer();
-      await (await fetch(`${server.url}/api/v2.0/projects/evt2/members`, {
+      const member = await fetch(`${server.url}/api/v2.0/projects/evt2/members`, {
         method: 'POST',
         headers: { authorization: ADMIN_AUTH, 'content-type': 'application/json' },
         body: JSON.stringify({ role_id: 2, member_user: { username: 'dev' } }),
-      })).arrayBuffer();
+      });
+      await member.arrayBuffer();
+      assert.equal(member.status, 201);
       const ops = take().filter((e) => e.type === 'api.operation');
+      // A create names what it made (the id from its Location; the audit log resolves a project id to its name); a refused one, the collection.
+      const projectId = (create.headers.get('location') ?? '').split('/').pop();
+      const memberId = (member.headers.get('location') ?? '').split('/').pop();
+      assert.match(`${projectId}/${memberId}`, /^[0-9]+\/[0-9]+$/);
       assert.deepEqual(
         ops.map((e) => e.type === 'api.operation' && [e.operation, e.resourceType, e.resource, e.project ?? null, e.result, e.status]),
         [
-          ['create', 'project', 'projects', null, 'success', 201],
+          ['create', 'project', `projects/${projectId}`, projectId, 'success', 201],
           ['create', 'project', 'projects', null, 'failure', 409],
-          ['create', 'member', 'projects/evt2/members', 'evt2', 'success', 201],
+          ['create', 'member', `projects/evt2/members/${memberId}`, 'evt2', 'success', 201],
         ],
       );
       const failed = ops[1];

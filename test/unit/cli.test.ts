@@ -75,6 +75,36 @@ describe('berth config-check', () => {
     assert.match(stderr, /server\.addr/);
   });
 
+  it('exits 2 naming a bad audit.syslog endpoint, as the server would at start', () => {
+    for (const syslog of ['syslog.example:514', 'http://syslog.example:514', 'tcp://syslog.example:70000']) {
+      const { status, stderr } = berth(['config-check', yamlFile(`audit:\n  syslog: "${syslog}"\n`)]);
+      assert.equal(status, 2, syslog);
+      assert.match(stderr, /invalid configuration: audit\.syslog: expected udp:\/\/HOST:PORT or tcp:\/\/HOST:PORT/, stderr);
+      assert.ok(stderr.includes(syslog), stderr);
+      assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace for a user mistake');
+    }
+    for (const syslog of ['tcp://syslog.example:6514', 'udp://[::1]:514']) {
+      const { status, stdout, stderr } = berth(['config-check', yamlFile(`audit:\n  syslog: "${syslog}"\n`)]);
+      assert.equal(status, 0, `${syslog}: ${stderr}`);
+      assert.match(stdout, /: ok$/m);
+    }
+  });
+
+  it('exits 2 naming a bad audit.purgeCron when a purge is scheduled, as the server would at start', () => {
+    for (const cron of ['every night', '0 61 2 * * *', '0 0 0 30 2 *']) {
+      const { status, stderr } = berth(['config-check', yamlFile(`audit:\n  retainDays: 30\n  purgeCron: "${cron}"\n`)]);
+      assert.equal(status, 2, cron);
+      assert.match(stderr, /invalid configuration: audit\.purgeCron: /, stderr);
+      assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace for a user mistake');
+    }
+    const viaEnv = berth(['config-check', yamlFile('audit:\n  maxEntries: 1000\n')], { BERTH_AUDIT_PURGE_CRON: 'nonsense' });
+    assert.equal(viaEnv.status, 2);
+    assert.match(viaEnv.stderr, /audit\.purgeCron/);
+    // Without retainDays or maxEntries nothing is scheduled and the server ignores the expression.
+    assert.equal(berth(['config-check', yamlFile('audit:\n  purgeCron: "every night"\n')]).status, 0);
+    assert.equal(berth(['config-check', yamlFile('audit:\n  retainDays: 30\n  purgeCron: "0 15 3 * * *"\n')]).status, 0);
+  });
+
   it('exits 2 with usage when no file is given', () => {
     const { status, stderr } = berth(['config-check']);
     assert.equal(status, 2);

@@ -33,6 +33,16 @@ const RESOURCE_TYPES: Record<string, string> = {
 };
 
 const failureReasons = new WeakMap<FastifyRequest, string>();
+const operationProjects = new WeakMap<FastifyRequest, string>();
+
+/**
+ * Names the project an operation belongs to when its path does not (robots live under /robots,
+ * their project is in the body or the stored robot): the route tells once it has authorized the
+ * operation on that project, so the entry lands in the project's log.
+ */
+export function noteOperationProject(request: FastifyRequest, project: string): void {
+  operationProjects.set(request, project);
+}
 
 /** The resource type of a route pattern: the last fixed segment that names something. */
 export function resourceTypeOf(routeUrl: string, prefix: string): string {
@@ -64,8 +74,13 @@ export function announceApiOperations(api: FastifyInstance, events: EventBus, pr
     const operation = OPERATIONS[request.method];
     if (!operation) return;
     const path = (request.url.split('?', 1)[0] ?? '').slice(prefix.length).replace(/^\/+/, '');
-    const project = /^projects\/([^/]+)/.exec(path)?.[1];
     const status = reply.statusCode;
+    // A create names what it made by its Location (projects/7, robots/12): the entry names it too rather than the collection.
+    const location = reply.getHeader('location');
+    const created = operation === 'create' && status < 400 && typeof location === 'string' && location.startsWith(`${prefix}/`) ? location.slice(prefix.length + 1).split('?', 1)[0] : undefined;
+    // The collection's path as the client wrote it (a project by name stays by name) and the new item's id.
+    const resource = created !== undefined && sameCollection(created, path) ? `${path.replace(/\/+$/, '')}/${created.slice(created.lastIndexOf('/') + 1)}` : path;
+    const project = operationProjects.get(request) ?? projectInPath(path) ?? projectInPath(resource);
     const reason = failureReasons.get(request);
     events.emit({
       type: 'api.operation',
@@ -73,14 +88,25 @@ export function announceApiOperations(api: FastifyInstance, events: EventBus, pr
       actor: actorOf(request),
       operation,
       resourceType: resourceTypeOf(request.routeOptions.url ?? path, prefix),
-      resource: decodeSafely(path),
-      ...(project ? { project: decodeSafely(project) } : {}),
+      resource: decodeSafely(resource),
+      ...(project ? { project: operationProjects.has(request) ? project : decodeSafely(project) } : {}),
       method: request.method,
       result: status < 400 ? 'success' : 'failure',
       status,
       ...(status >= 400 ? { reason: reason ?? `HTTP ${status}` } : {}),
     });
   });
+}
+
+/** The project a path names (by name or id: the audit store resolves ids). */
+function projectInPath(path: string): string | undefined {
+  return /^projects\/([^/]+)/.exec(path)?.[1];
+}
+
+/** Whether `created` is an item of the collection `path` was posted to (members/3 of …/members, by project id or name). */
+function sameCollection(created: string, path: string): boolean {
+  const parent = created.slice(0, created.lastIndexOf('/'));
+  return parent.slice(parent.lastIndexOf('/') + 1) === path.slice(path.lastIndexOf('/') + 1);
 }
 
 function decodeSafely(value: string): string {
