@@ -4,7 +4,7 @@ import { digestOf, looksLikeDigest, parseDigest } from '../platform/oci/digest.t
 import { OciError } from '../platform/oci/errors.ts';
 import { parseManifest } from '../platform/oci/manifest.ts';
 import { assertRepositoryName, assertTag } from '../platform/oci/names.ts';
-import type { RegistryStore, StoredManifest } from './store.ts';
+import { type RegistryStore, type StoredManifest, TagMovedError } from './store.ts';
 
 export interface ManifestLimits {
   readonly maxBytes: number;
@@ -119,27 +119,39 @@ export class ManifestService {
       const missingManifests = existingId === undefined ? [...new Set(childDigests)] : await this.#store.missingManifests(existingId, childDigests);
       if (missingManifests.length > 0) throw new OciError('MANIFEST_BLOB_UNKNOWN', 'index references manifests the repository does not have', { digests: missingManifests });
     }
-    if (!byDigest && this.#gates.length > 0) {
-      let current: Promise<string | undefined> | undefined;
-      const currentDigest = () => (current ??= existingId === undefined ? Promise.resolve(undefined) : this.#store.resolveTag(existingId, reference));
-      for (const gate of this.#gates) await gate.beforeTagMove?.(repository, reference, digest, currentDigest);
+    const manifest = {
+      digest,
+      mediaType: parsed.mediaType,
+      artifactType: parsed.artifactType,
+      subjectDigest: parsed.subject?.digest ?? null,
+      annotations: parsed.annotations,
+      content: bytes,
+      blobDigests: parsed.blobs.map((d) => d.digest),
+      childDigests: parsed.manifests.map((d) => d.digest),
+    };
+    for (let attempt = 1; ; attempt++) {
+      const repositoryId = attempt === 1 ? existingId : await this.#store.findRepositoryId(repository);
+      // What the gates decided on: the tag's digest when they read it. The store moves the tag only
+      // if it still points there (compare-and-set), so two concurrent pushes of different content
+      // to a new immutable tag cannot both pass; the loser runs the gates again on what won.
+      let observed: { digest: string | undefined } | undefined;
+      if (!byDigest && this.#gates.length > 0) {
+        let current: Promise<string | undefined> | undefined;
+        const currentDigest = () =>
+          (current ??= (repositoryId === undefined ? Promise.resolve(undefined) : this.#store.resolveTag(repositoryId, reference)).then((d) => {
+            observed = { digest: d };
+            return d;
+          }));
+        for (const gate of this.#gates) await gate.beforeTagMove?.(repository, reference, digest, currentDigest);
+      }
+      const id = repositoryId ?? (await this.#store.ensureRepository(repository));
+      try {
+        await this.#store.putManifest(id, manifest, byDigest ? null : reference, observed);
+        return { digest, subject: parsed.subject?.digest ?? null, size: bytes.byteLength };
+      } catch (err) {
+        if (!(err instanceof TagMovedError) || attempt >= 5) throw err;
+      }
     }
-    const repositoryId = existingId ?? (await this.#store.ensureRepository(repository));
-    await this.#store.putManifest(
-      repositoryId,
-      {
-        digest,
-        mediaType: parsed.mediaType,
-        artifactType: parsed.artifactType,
-        subjectDigest: parsed.subject?.digest ?? null,
-        annotations: parsed.annotations,
-        content: bytes,
-        blobDigests: parsed.blobs.map((d) => d.digest),
-        childDigests: parsed.manifests.map((d) => d.digest),
-      },
-      byDigest ? null : reference,
-    );
-    return { digest, subject: parsed.subject?.digest ?? null, size: bytes.byteLength };
   }
 
   /** GET/HEAD by tag or digest. What is stored is served, whatever the Accept header lists. */

@@ -73,6 +73,14 @@ export interface UntaggedCheck {
   readonly createdBefore: number;
 }
 
+/** A compare-and-set tag move found the tag pointing elsewhere than the caller's checks saw (a concurrent push won). */
+export class TagMovedError extends Error {
+  constructor(tag: string) {
+    super(`tag ${tag} was moved by a concurrent push`);
+    this.name = 'TagMovedError';
+  }
+}
+
 /**
  * The registry's queries. The database is the source of truth for repositories, links, manifests and tags.
  *
@@ -302,19 +310,19 @@ export class RegistryStore {
    * Stores the manifest (once per digest) with its reference edges, and points `tag` at it. Under
    * share locks, re-checks that what it references still exists (see requireReferencesAtCommit).
    */
-  async putManifest(repositoryId: number, manifest: NewManifest, tag: string | null): Promise<void> {
+  async putManifest(repositoryId: number, manifest: NewManifest, tag: string | null, expectTag?: { readonly digest: string | undefined }): Promise<void> {
     // A tag may race with a collection deleting the same (untagged) manifest: the tag's foreign key
     // then fails once the manifest is gone, and a second attempt stores the manifest anew.
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.#putManifestOnce(repositoryId, manifest, tag);
+        return await this.#putManifestOnce(repositoryId, manifest, tag, expectTag);
       } catch (err) {
         if (attempt >= 3 || !isForeignKeyViolation(err)) throw err;
       }
     }
   }
 
-  async #putManifestOnce(repositoryId: number, manifest: NewManifest, tag: string | null): Promise<void> {
+  async #putManifestOnce(repositoryId: number, manifest: NewManifest, tag: string | null, expectTag: { readonly digest: string | undefined } | undefined): Promise<void> {
     const now = this.#now();
     await writeTransaction(this.#db, async (trx) => {
       const inserted = await trx
@@ -343,12 +351,31 @@ export class RegistryStore {
         }
         if (this.#quota) await this.#quota.charge(trx, repositoryId, await this.#sizesOf(trx, repositoryId, manifest));
       }
-      if (tag !== null) {
+      if (tag !== null && expectTag === undefined) {
         await trx
           .insertInto('tags')
           .values({ repository_id: repositoryId, name: tag, digest: manifest.digest, updated_at: now })
           .onConflict((oc) => oc.columns(['repository_id', 'name']).doUpdateSet({ digest: manifest.digest, updated_at: now }))
           .execute();
+      } else if (tag !== null && expectTag !== undefined) {
+        // Compare-and-set: the tag moves only from the digest the caller's checks saw (none: it must not exist, or already be this digest).
+        const from = expectTag.digest;
+        const moved =
+          from === undefined
+            ? await trx
+                .insertInto('tags')
+                .values({ repository_id: repositoryId, name: tag, digest: manifest.digest, updated_at: now })
+                .onConflict((oc) => oc.columns(['repository_id', 'name']).doUpdateSet({ updated_at: now }).where('tags.digest', '=', manifest.digest))
+                .executeTakeFirst()
+            : await trx
+                .updateTable('tags')
+                .set({ digest: manifest.digest, updated_at: now })
+                .where('repository_id', '=', repositoryId)
+                .where('name', '=', tag)
+                .where('digest', '=', from)
+                .executeTakeFirst();
+        const rows = 'numInsertedOrUpdatedRows' in moved ? moved.numInsertedOrUpdatedRows : moved.numUpdatedRows;
+        if (Number(rows ?? 0) === 0) throw new TagMovedError(tag);
       }
       await trx.updateTable('repositories').set({ updated_at: now }).where('id', '=', repositoryId).execute();
     });

@@ -68,6 +68,24 @@ for (const backend of BACKENDS) {
     });
     after(() => server.close());
 
+    it('/v2: concurrent first pushes of different content to a new immutable tag: exactly one wins, the others are refused', async () => {
+      // Four images pushed by digest first, so the tag pushes below race on the tag alone.
+      const images: Pushed[] = [];
+      for (let i = 0; i < 4; i++) images.push(await pushImage(base, 'gate/race'));
+      for (let round = 0; round < 6; round++) {
+        const tag = `v-race-${round}`;
+        const results = await Promise.all(images.map((image) => push('gate/race', tag, image)));
+        const bodies = await Promise.all(results.map((r) => r.text()));
+        const statuses = results.map((r) => r.status);
+        assert.equal(statuses.filter((s) => s === 201).length, 1, `round ${round}: ${statuses.join(',')} ${bodies.join(' ')}`);
+        assert.equal(statuses.filter((s) => s === 403).length, images.length - 1, `round ${round}: ${statuses.join(',')}`);
+        for (const [i, body] of bodies.entries()) if (statuses[i] === 403) assert.match(body, new RegExp(`tag ${tag} is immutable`));
+        // The tag points at the winner's content, and stays there.
+        const winner = images[statuses.indexOf(201)] as Pushed;
+        assert.equal(await digestOf('gate/race', tag), winner.digest);
+      }
+    });
+
     it('/v2: moving an immutable tag is refused with 403 DENIED; the same digest, new tags, digests and mutable tags go through', async () => {
       const a = await pushImage(base, 'gate/app', { tags: ['v1'] });
       const b = await pushImage(base, 'gate/app', { tags: ['latest'] });
