@@ -17,7 +17,6 @@
  *   as Harbor does on its API (/v2 answers the same refusal with 403 DENIED); tags show
  *   `immutable: true` when a gate protects them.
  */
-import { Readable } from 'node:stream';
 import type { AccessControl, ProjectRef } from '../iam/access.ts';
 import type { Action, ProjectResource, Subject } from '../iam/rbac.ts';
 import { ApiError, badRequest, conflict, notFound, type QueryTerm } from '../platform/http/api.ts';
@@ -243,7 +242,8 @@ export class ArtifactService {
     if (this.#manifests.gated) {
       for (const digest of await this.#deletionPlan(repo.id, row.digest)) await gated(this.#manifests.checkManifestDelete(repo.name, digest));
     }
-    await this.#deleteWithDependents(repo.id, row.digest);
+    // Gone meanwhile (another deletion, garbage collection): Harbor's 404, as if it had not been found.
+    if (!(await this.#deleteWithDependents(repo.id, row.digest))) throw notFound(`artifact ${repo.name}@${row.digest} not found`);
   }
 
   /** Every manifest #deleteWithDependents would delete, found the same way, without deleting. */
@@ -260,16 +260,20 @@ export class ArtifactService {
     return planned;
   }
 
-  /** Deletes a manifest, its accessories, and those of its children no other index references and no tag names. */
-  async #deleteWithDependents(repositoryId: number, digest: string): Promise<void> {
+  /**
+   * Deletes a manifest, its accessories, and those of its children no other index references and
+   * no tag names. False when the manifest itself was already gone.
+   */
+  async #deleteWithDependents(repositoryId: number, digest: string): Promise<boolean> {
     const [children, accessories] = await Promise.all([this.#api.childDigests(repositoryId, [digest]), this.#api.accessoriesOf(repositoryId, [digest])]);
-    await this.#store.deleteManifest(repositoryId, digest);
+    if (!(await this.#store.deleteManifest(repositoryId, digest))) return false;
     for (const accessory of accessories) await this.#deleteWithDependents(repositoryId, accessory.digest);
     for (const child of children.get(digest) ?? []) {
       if ((await this.#api.parentDigests(repositoryId, child)).length > 0) continue;
       if ((await this.#api.tagsOf(repositoryId, [child])).length > 0) continue;
       await this.#deleteWithDependents(repositoryId, child);
     }
+    return true;
   }
 
   async #resolve(repo: RepositoryRow, reference: string): Promise<ManifestRow> {
@@ -410,8 +414,15 @@ export class ArtifactService {
     const row = await this.#resolve(repo, reference);
     const existing = await this.#api.findTag(repo.id, name);
     if (existing) throw conflict(`tag ${name} already exists in ${repo.name}${existing.digest === row.digest ? '' : ' on another artifact'}`);
-    // A tag is a push of the same manifest under a new name: the push path validates, gates and accounts for it.
-    await gated(this.#manifests.put(repo.name, name, row.media_type, Readable.from([Buffer.from(row.content)]), row.content.byteLength));
+    // The manifest is stored and was validated when pushed; a new tag adds no bytes to account for.
+    // The store adds the tag only while the manifest row is there (garbage collection may delete an
+    // untagged one meanwhile) and only if no tag of that name appeared since the gates looked.
+    if (this.#manifests.gated) {
+      await gated(this.#manifests.checkTagMove(repo.name, name, row.digest, async () => (await this.#api.findTag(repo.id, name))?.digest));
+    }
+    const outcome = await this.#store.addTag(repo.id, row.digest, name);
+    if (outcome === 'gone') throw notFound(`artifact ${repo.name}@${row.digest} not found`);
+    if (outcome === 'exists') throw conflict(`tag ${name} already exists in ${repo.name}`);
   }
 
   async deleteTag(project: ProjectRef, path: string, reference: string, name: string): Promise<void> {

@@ -71,6 +71,11 @@ export class ManifestService {
     return this.#gates.length > 0;
   }
 
+  /** Runs the tag-move gates; the API's tag creation calls this before adding the tag. */
+  async checkTagMove(repository: string, tag: string, toDigest: string, currentDigest: () => Promise<string | undefined>): Promise<void> {
+    for (const gate of this.#gates) await gate.beforeTagMove?.(repository, tag, toDigest, currentDigest);
+  }
+
   /** Runs the tag-delete gates; the API's tag deletion calls this before deleting. */
   async checkTagDelete(repository: string, tag: string, digest: string): Promise<void> {
     for (const gate of this.#gates) await gate.beforeTagDelete?.(repository, tag, digest);

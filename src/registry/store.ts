@@ -480,7 +480,13 @@ export class RegistryStore {
 
   /** Deletes a manifest and every tag pointing at it. */
   async deleteManifest(repositoryId: number, digest: string): Promise<boolean> {
-    return writeTransaction(this.#db, (trx) => this.#deleteManifestIn(trx, repositoryId, digest));
+    return writeTransaction(this.#db, async (trx) => {
+      // The row lock first, as a collection takes it: a tag added meanwhile (under the row's share
+      // lock, see addTag) is then either seen and deleted below, or finds the manifest gone.
+      const row = await lockForUpdate(trx, trx.selectFrom('manifests').select('digest').where('repository_id', '=', repositoryId).where('digest', '=', digest)).executeTakeFirst();
+      if (!row) return false;
+      return this.#deleteManifestIn(trx, repositoryId, digest);
+    });
   }
 
   /**
@@ -550,6 +556,35 @@ export class RegistryStore {
       const result = await trx.deleteFrom('repositories').where('id', '=', repositoryId).executeTakeFirst();
       return Number(result.numDeletedRows) > 0;
     });
+  }
+
+  /**
+   * Adds a new tag to a manifest the repository holds (the management API's tag creation): never
+   * stores the manifest anew and never moves an existing tag. The manifest row is share-locked in
+   * the same transaction, so a collection deleting it (untagged) either went first, and this finds
+   * it gone, or waits and then sees the tag. 'gone': the manifest is not there (nothing stored);
+   * 'exists': the repository already has a tag of that name (left as it is).
+   */
+  async addTag(repositoryId: number, digest: string, tag: string): Promise<'added' | 'exists' | 'gone'> {
+    const now = this.#now();
+    try {
+      return await writeTransaction(this.#db, async (trx) => {
+        const held = await lockForShare(trx, trx.selectFrom('manifests').select('digest').where('repository_id', '=', repositoryId).where('digest', '=', digest)).executeTakeFirst();
+        if (!held) return 'gone';
+        const inserted = await trx
+          .insertInto('tags')
+          .values({ repository_id: repositoryId, name: tag, digest, updated_at: now })
+          .onConflict((oc) => oc.columns(['repository_id', 'name']).doNothing())
+          .executeTakeFirst();
+        if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0) return 'exists';
+        await trx.updateTable('repositories').set({ updated_at: now }).where('id', '=', repositoryId).execute();
+        return 'added';
+      });
+    } catch (err) {
+      // Safety net: the manifest (or its repository) vanished under the insert after all.
+      if (isForeignKeyViolation(err)) return 'gone';
+      throw err;
+    }
   }
 
   async deleteTag(repositoryId: number, tag: string): Promise<boolean> {
