@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import { readLimited } from '../platform/lib/streams.ts';
+import { isForeignKeyViolation } from '../platform/db/dialect.ts';
 import { digestOf, looksLikeDigest, parseDigest } from '../platform/oci/digest.ts';
 import { OciError } from '../platform/oci/errors.ts';
 import { parseManifest } from '../platform/oci/manifest.ts';
@@ -154,6 +155,11 @@ export class ManifestService {
         await this.#store.putManifest(id, manifest, byDigest ? null : reference, observed);
         return { digest, subject: parsed.subject?.digest ?? null, size: bytes.byteLength };
       } catch (err) {
+        // The repository was deleted under the push (its manifests' foreign key failed): the
+        // client's push is answered as one to a repository that is not there.
+        if (isForeignKeyViolation(err) && (await this.#store.findRepositoryId(repository)) !== id) {
+          throw new OciError('NAME_UNKNOWN', `repository ${repository} was deleted while the manifest was being pushed`);
+        }
         if (!(err instanceof TagMovedError) || attempt >= 5) throw err;
       }
     }

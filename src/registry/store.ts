@@ -1,5 +1,5 @@
 import { type Kysely, sql } from 'kysely';
-import { forShareClause, isForeignKeyViolation, lockForShare, lockForUpdate, writeTransaction } from '../platform/db/dialect.ts';
+import { forShareClause, isForeignKeyViolation, lockForKeyShare, lockForShare, lockForUpdate, writeTransaction } from '../platform/db/dialect.ts';
 import type { Database } from '../platform/db/schema.ts';
 import { OciError } from '../platform/oci/errors.ts';
 
@@ -539,6 +539,12 @@ export class RegistryStore {
    */
   async deleteRepository(repositoryId: number): Promise<boolean> {
     return writeTransaction(this.#db, async (trx) => {
+      // The repository row first, exclusively: a tag being added (which key-shares it before
+      // anything else, see addTag) finishes before this reads the tags, or waits and then finds
+      // the repository gone; without it, a tag committed between the two deletes below would
+      // fail the manifests' delete on its foreign key.
+      const held = await lockForUpdate(trx, trx.selectFrom('repositories').select('id').where('id', '=', repositoryId)).executeTakeFirst();
+      if (!held) return false;
       const linked = (await trx.selectFrom('repository_blobs').select('digest').where('repository_id', '=', repositoryId).execute()).map((r) => r.digest);
       const referenced = (await trx.selectFrom('manifest_references').select('child_digest').distinct().where('repository_id', '=', repositoryId).execute()).map(
         (r) => r.child_digest,
@@ -569,6 +575,9 @@ export class RegistryStore {
     const now = this.#now();
     try {
       return await writeTransaction(this.#db, async (trx) => {
+        // Parent before child, in the order a repository deletion locks them (deadlock-free).
+        const repository = await lockForKeyShare(trx, trx.selectFrom('repositories').select('id').where('id', '=', repositoryId)).executeTakeFirst();
+        if (!repository) return 'gone';
         const held = await lockForShare(trx, trx.selectFrom('manifests').select('digest').where('repository_id', '=', repositoryId).where('digest', '=', digest)).executeTakeFirst();
         if (!held) return 'gone';
         const inserted = await trx

@@ -1,7 +1,8 @@
 /**
  * Tag creation and artifact deletion through Harbor's artifact API racing garbage collection's
  * deletion of the same (untagged) manifest: the API answers 404 NOT_FOUND and stores nothing,
- * never a 500 from the tag's foreign key, and never stores the manifest anew.
+ * never a 500 from the tag's foreign key, and never stores the manifest anew. Likewise tag
+ * additions and manifest pushes racing the deletion of their whole repository.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -9,6 +10,7 @@ import { RegistryApiStore } from '../../src/registry/api-store.ts';
 import { BACKENDS } from '../helpers/backends.ts';
 import { type Collector, collectorFor } from '../helpers/gc.ts';
 import { ADMIN, api, assertApiError, type Pushed, pushImage } from '../helpers/harbor-api.ts';
+import { OCI_MANIFEST } from '../helpers/oci.ts';
 import { assertNoServerErrors } from '../helpers/http.ts';
 import type { TestServer } from '../helpers/server.ts';
 import { startAuthServer } from '../helpers/harbor-api.ts';
@@ -162,6 +164,48 @@ for (const backend of BACKENDS) {
       ]);
       assert.ok(results.length > 0);
       assert.equal(outcomes.added + outcomes.gone, 24);
+    });
+
+    it('never answers 500 while repository deletions race tag additions and manifest pushes', async () => {
+      const seen = { tag: new Map<number, number>(), push: new Map<number, number>() };
+      for (let i = 0; i < 16; i++) {
+        const name = `library/race-repo-${i}`;
+        const repo = `/projects/library/repositories/race-repo-${i}`;
+        const image = await pushImage(base, name, { tags: ['first'] });
+        const addTag = async () => {
+          if (i % 2 === 1) await new Promise((resolve) => setImmediate(resolve));
+          const res = await api(base, `${repo}/artifacts/${image.digest}/tags`, { method: 'POST', auth: ADMIN, body: { name: 'second' } });
+          const text = await res.text();
+          assert.ok(res.status === 201 || res.status === 404, `tag add answered ${res.status}: ${text}`);
+          seen.tag.set(res.status, (seen.tag.get(res.status) ?? 0) + 1);
+        };
+        const push = async () => {
+          if (i % 4 >= 2) await new Promise((resolve) => setImmediate(resolve));
+          const res = await fetch(`${base}/v2/${name}/manifests/third`, { method: 'PUT', body: image.bytes, headers: { authorization: ADMIN, 'content-type': OCI_MANIFEST } });
+          const text = await res.text();
+          // After the deletion the repository's blobs are no longer linked (400), or it is gone under the push (404).
+          assert.ok([201, 400, 404].includes(res.status), `manifest push answered ${res.status}: ${text}`);
+          if (res.status !== 201) assert.match(text, res.status === 400 ? /MANIFEST_BLOB_UNKNOWN/ : /NAME_UNKNOWN/);
+          seen.push.set(res.status, (seen.push.get(res.status) ?? 0) + 1);
+        };
+        const remove = async () => {
+          const res = await api(base, repo, { method: 'DELETE', auth: ADMIN });
+          assert.equal(res.status, 200, `repository delete answered ${res.status}: ${await res.text()}`);
+        };
+        await Promise.all([addTag(), push(), remove()]);
+        // Whatever won, no tag names a manifest that is not there, and the repository is gone: a
+        // push that came after the deletion finds its blobs unlinked and stores nothing.
+        const orphans = await db()
+          .selectFrom('tags as t')
+          .leftJoin('manifests as m', (join) => join.onRef('m.repository_id', '=', 't.repository_id').onRef('m.digest', '=', 't.digest'))
+          .select('t.name')
+          .where('m.digest', 'is', null)
+          .execute();
+        assert.deepEqual(orphans, []);
+        assert.equal(await db().selectFrom('repositories').select('id').where('name', '=', name).executeTakeFirst(), undefined, `${name} is gone`);
+      }
+      assert.equal([...seen.tag.values()].reduce((a, b) => a + b, 0), 16);
+      assert.equal([...seen.push.values()].reduce((a, b) => a + b, 0), 16);
     });
   });
 }

@@ -47,6 +47,16 @@ export function lockForShare<QB extends SelectQueryBuilder<any, any, any>>(db: K
   return dialectOf(db) === 'postgres' ? (query.forShare() as QB) : query;
 }
 
+/**
+ * Takes key-share row locks: `FOR KEY SHARE` on PostgreSQL, what a foreign key check takes on the
+ * row an insert references. Taken first, it orders a writer that adds rows under a parent (a tag
+ * under a repository) against one that deletes the parent (FOR UPDATE), without blocking
+ * concurrent updates of the parent's other columns.
+ */
+export function lockForKeyShare<QB extends SelectQueryBuilder<any, any, any>>(db: Kysely<any>, query: QB): QB {
+  return dialectOf(db) === 'postgres' ? (query.forKeyShare() as QB) : query;
+}
+
 /** Takes exclusive row locks on what the query selects, waiting for holders: `FOR UPDATE` on PostgreSQL. */
 export function lockForUpdate<QB extends SelectQueryBuilder<any, any, any>>(db: Kysely<any>, query: QB): QB {
   return dialectOf(db) === 'postgres' ? (query.forUpdate() as QB) : query;
