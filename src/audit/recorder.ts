@@ -127,11 +127,19 @@ export class AuditRecorder {
   }
 
   async #drain(): Promise<void> {
+    // What was recorded when the flush began is written now; what comes in while it runs waits for
+    // the timer unless it fills a batch. Sealing whatever arrived after every write made batches of
+    // a few entries once a writer thread answered within milliseconds: a message, a transaction
+    // and a commit per handful of pulls, several times the cost of a full batch.
+    let sealAll = true;
     for (;;) {
-      for (const sealed of this.#encoder.seal()) {
-        this.#queue.push(sealed);
-        this.#queued += sealed.count;
+      if (sealAll || this.#encoder.count >= this.#options.batchEntries) {
+        for (const sealed of this.#encoder.seal()) {
+          this.#queue.push(sealed);
+          this.#queued += sealed.count;
+        }
       }
+      sealAll = false;
       const batch = this.#queue.shift();
       if (batch === undefined) return;
       this.#queued -= batch.count;

@@ -94,6 +94,27 @@ describe('audit recorder', () => {
     );
   });
 
+  it('does not write what arrives during a write as a batch of its own until it fills one or the timer fires', async () => {
+    const store = new FlakyStore();
+    const { recorder } = recorderOn(store, { batchEntries: 5 });
+    for (let i = 0; i < 5; i++) recorder.record(rec(i));
+    // While that batch is being written (the writer answers on a later turn), three more arrive.
+    for (let i = 5; i < 8; i++) recorder.record(rec(i));
+    await waitUntil(() => store.batches.length === 1, 'the full batch written');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(store.batches, [5], 'the three wait: no batch of three right after the write');
+    assert.equal(recorder.pending, 3);
+    for (let i = 8; i < 10; i++) recorder.record(rec(i));
+    await waitUntil(() => store.batches.length === 2, 'the second batch, once full');
+    assert.deepEqual(store.batches, [5, 5]);
+    await recorder.flush();
+    assert.deepEqual(
+      store.written.map((r) => r.requestId),
+      Array.from({ length: 10 }, (_, i) => `r${i}`),
+    );
+    await recorder.stop();
+  });
+
   it('writes on the timer, one transaction per sealed batch of encoded entries', async () => {
     const store = new FlakyStore();
     const { recorder, counts } = recorderOn(store, { flushIntervalMs: 20, batchEntries: 10_000, maxBuffered: 10_000 });
