@@ -259,20 +259,20 @@ export class ProjectService implements ProjectDirectory {
     if (request.project_name !== undefined && request.project_name !== row.name) throw badRequest('a project cannot be renamed');
     if (request.registry_id !== undefined && request.registry_id !== null) throw badRequest('proxy-cache projects (registry_id) are not supported');
     checkCveAllowlist(request);
-    const stored = parseStoredMetadata(row.metadata);
     let isPublic = request.public;
+    const changes: Record<string, string> = {};
+    let retentionSent: { readonly value: unknown } | undefined;
     for (const [key, value] of Object.entries(request.metadata ?? {})) {
       if (key === RETENTION_ID) {
-        // Harbor accepts the project's own retention_id back unchanged (clients send the whole project).
-        if (value === (stored[RETENTION_ID] ?? '')) continue;
-        throw badRequest('metadata.retention_id cannot be changed here: omit it, or send the value the project has');
+        retentionSent = { value };
+        continue;
       }
       const normalized = normalizeMetadata(key, value);
       if (key === 'public') {
         const fromMetadata = normalized === 'true';
         if (isPublic !== undefined && isPublic !== fromMetadata) throw badRequest('public and metadata.public disagree');
         isPublic = fromMetadata;
-      } else stored[key] = normalized;
+      } else changes[key] = normalized;
     }
     if (request.storage_limit !== undefined) {
       const quota = await this.#store.quotaOfProject(project.id);
@@ -282,7 +282,15 @@ export class ProjectService implements ProjectDirectory {
         await this.#store.setProjectHard(project.id, request.storage_limit, this.#now());
       }
     }
-    await this.#store.updateProject(project.id, { public: isPublic ?? row.public === 1, metadata: stored, now: this.#now() });
+    // The keys given are merged into what is stored at the moment of writing, not when read above.
+    const found = await this.#store.changeProject(project.id, this.#now(), (current) => {
+      // Harbor accepts the project's own retention_id back unchanged (clients send the whole project).
+      if (retentionSent !== undefined && retentionSent.value !== (current.metadata[RETENTION_ID] ?? '')) {
+        throw badRequest('metadata.retention_id cannot be changed here: omit it, or send the value the project has');
+      }
+      return { public: isPublic ?? current.public, metadata: { ...current.metadata, ...changes } };
+    });
+    if (!found) throw notFound(`project ${project.name} not found`);
     this.#onProjectChanged();
   }
 
@@ -333,13 +341,13 @@ export class ProjectService implements ProjectDirectory {
   async addMetadata(project: ProjectRef, entries: Record<string, unknown>): Promise<void> {
     const keys = Object.keys(entries);
     if (keys.length === 0) throw badRequest('give at least one metadata key and value');
-    const current = await this.metadata(project);
     const normalized: Record<string, string> = {};
-    for (const key of keys) {
-      normalized[key] = normalizeMetadata(key, entries[key]);
-      if (current[key] !== undefined) throw conflict(`metadata ${key} is already set; update it with PUT /projects/${project.name}/metadatas/${key}`);
-    }
-    await this.#writeMetadata(project, normalized);
+    for (const key of keys) normalized[key] = normalizeMetadata(key, entries[key]);
+    await this.#writeMetadata(project, normalized, (shown) => {
+      for (const key of keys) {
+        if (shown[key] !== undefined) throw conflict(`metadata ${key} is already set; update it with PUT /projects/${project.name}/metadatas/${key}`);
+      }
+    });
   }
 
   /** PUT /metadatas/{key}: the body must be {key: value} for that one key. */
@@ -347,19 +355,15 @@ export class ProjectService implements ProjectDirectory {
     const keys = Object.keys(entries);
     if (keys.length !== 1 || keys[0] !== key) throw badRequest(`the body must be {"${key}": "<value>"}`);
     const value = normalizeMetadata(key, entries[key]);
-    const current = await this.metadata(project);
-    if (current[key] === undefined) throw notFound(`metadata ${key} is not set for project ${project.name}; add it with POST`);
-    await this.#writeMetadata(project, { [key]: value });
+    await this.#writeMetadata(project, { [key]: value }, (shown) => {
+      if (shown[key] === undefined) throw notFound(`metadata ${key} is not set for project ${project.name}; add it with POST`);
+    });
   }
 
   async deleteMetadata(project: ProjectRef, key: string): Promise<void> {
     if (key === 'public') throw badRequest('metadata public cannot be removed; set it to "false" instead');
     checkSettableKey(key);
-    const row = await this.#detail(project);
-    const stored = parseStoredMetadata(row.metadata);
-    if (stored[key] === undefined) return;
-    delete stored[key];
-    await this.#store.updateProject(project.id, { public: row.public === 1, metadata: stored, now: this.#now() });
+    await this.setSystemMetadata(project, key, undefined);
   }
 
   /**
@@ -367,22 +371,30 @@ export class ProjectService implements ProjectDirectory {
    * for tag retention; no validation of the key.
    */
   async setSystemMetadata(project: ProjectRef, key: string, value: string | undefined): Promise<void> {
-    const row = await this.#detail(project);
-    const stored = parseStoredMetadata(row.metadata);
-    if (value === undefined) delete stored[key];
-    else stored[key] = value;
-    await this.#store.updateProject(project.id, { public: row.public === 1, metadata: stored, now: this.#now() });
+    const found = await this.#store.changeProject(project.id, this.#now(), (current) => {
+      if (value === undefined && current.metadata[key] === undefined) return undefined;
+      const metadata = { ...current.metadata };
+      if (value === undefined) delete metadata[key];
+      else metadata[key] = value;
+      return { public: current.public, metadata };
+    });
+    if (!found) throw notFound(`project ${project.name} not found`);
+    this.#onProjectChanged();
   }
 
-  async #writeMetadata(project: ProjectRef, values: Record<string, string>): Promise<void> {
-    const row = await this.#detail(project);
-    const stored = parseStoredMetadata(row.metadata);
-    let isPublic = row.public === 1;
-    for (const [key, value] of Object.entries(values)) {
-      if (key === 'public') isPublic = value === 'true';
-      else stored[key] = value;
-    }
-    await this.#store.updateProject(project.id, { public: isPublic, metadata: stored, now: this.#now() });
+  /** Merges `values` (public goes to the flag) into what is stored, after `check` saw the metadata as shown, in one locked read-modify-write. */
+  async #writeMetadata(project: ProjectRef, values: Record<string, string>, check: (shown: Record<string, string>) => void): Promise<void> {
+    const found = await this.#store.changeProject(project.id, this.#now(), (current) => {
+      check(shownMetadata(current.public, current.metadata));
+      let isPublic = current.public;
+      const metadata = { ...current.metadata };
+      for (const [key, value] of Object.entries(values)) {
+        if (key === 'public') isPublic = value === 'true';
+        else metadata[key] = value;
+      }
+      return { public: isPublic, metadata };
+    });
+    if (!found) throw notFound(`project ${project.name} not found`);
     this.#onProjectChanged();
   }
 }

@@ -6,7 +6,9 @@
  * in [`P/`, `P0`) because '0' follows '/', so a range on the unique name index finds them.
  */
 import { type Expression, type ExpressionBuilder, type Kysely, type SqlBool, sql } from 'kysely';
+import { lockForUpdate, writeTransaction } from '../platform/db/dialect.ts';
 import type { Database } from '../platform/db/schema.ts';
+import { parseStoredMetadata } from './metadata.ts';
 
 export interface ProjectRow {
   readonly id: number;
@@ -185,12 +187,30 @@ export class ProjectStore {
     });
   }
 
-  async updateProject(id: number, fields: { public: boolean; metadata: Record<string, string>; now: number }): Promise<void> {
-    await this.#db
-      .updateTable('projects')
-      .set({ public: fields.public ? 1 : 0, metadata: JSON.stringify(fields.metadata), updated_at: fields.now })
-      .where('id', '=', id)
-      .execute();
+  /**
+   * Changes a project's public flag and metadata as one read-modify-write: the row is locked (FOR
+   * UPDATE on PostgreSQL; SQLite's write transaction excludes other writers), `change` gets what
+   * is stored now and returns what to store, or undefined to leave it. Two changes of different
+   * keys at once (an admin's PUT and retention setting retention_id) both land. False when the
+   * project is gone. An error `change` throws rolls the transaction back and reaches the caller.
+   */
+  async changeProject(
+    id: number,
+    now: number,
+    change: (current: { public: boolean; metadata: Record<string, string> }) => { public: boolean; metadata: Record<string, string> } | undefined,
+  ): Promise<boolean> {
+    return writeTransaction(this.#db, async (trx) => {
+      const row = await lockForUpdate(trx, trx.selectFrom('projects').select(['public', 'metadata']).where('id', '=', id)).executeTakeFirst();
+      if (!row) return false;
+      const next = change({ public: row.public === 1, metadata: parseStoredMetadata(row.metadata) });
+      if (next === undefined) return true;
+      await trx
+        .updateTable('projects')
+        .set({ public: next.public ? 1 : 0, metadata: JSON.stringify(next.metadata), updated_at: now })
+        .where('id', '=', id)
+        .execute();
+      return true;
+    });
   }
 
   /**

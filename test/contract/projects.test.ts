@@ -337,6 +337,34 @@ for (const backend of BACKENDS) {
       assert.equal(metadata.enable_content_trust, 'false');
     });
 
+    it('metadata changes racing one another all land: none is lost to a stale read, and of two adds of one key exactly one wins', async () => {
+      const alpha = await project('alpha');
+      const before = await service.metadata(alpha);
+      // Different keys at once through every writer: the admin's PUT, POST and PUT of one key, and retention's system key.
+      await Promise.all([
+        service.update(alpha, { metadata: { severity: 'high' } }, as(alice)),
+        service.update(alpha, { metadata: { auto_scan: 'true' } }, as(alice)),
+        service.addMetadata(alpha, { auto_sbom_generation: 'true' }),
+        service.updateMetadata(alpha, 'enable_content_trust', { enable_content_trust: 'true' }),
+        service.setSystemMetadata(alpha, 'retention_id', '99'),
+        ...Array.from({ length: 8 }, (_, i) => service.setSystemMetadata(alpha, `system_key_${i}`, String(i))),
+      ]);
+      const after = await service.metadata(alpha);
+      assert.equal(after.severity, 'high');
+      assert.equal(after.auto_scan, 'true');
+      assert.equal(after.auto_sbom_generation, 'true');
+      assert.equal(after.enable_content_trust, 'true');
+      assert.equal(after.retention_id, '99');
+      for (let i = 0; i < 8; i++) assert.equal(after[`system_key_${i}`], String(i));
+      assert.equal(after.public, before.public);
+      const adds = await Promise.allSettled(Array.from({ length: 6 }, () => service.addMetadata(alpha, { prevent_vul: 'true' })));
+      assert.equal(adds.filter((r) => r.status === 'fulfilled').length, 1, 'one add wins');
+      for (const r of adds) if (r.status === 'rejected') assert.ok(r.reason instanceof ApiError && r.reason.code === 'CONFLICT', String(r.reason));
+      for (let i = 0; i < 8; i++) await service.setSystemMetadata(alpha, `system_key_${i}`, undefined);
+      await service.setSystemMetadata(alpha, 'retention_id', undefined);
+      await rejects(service.setSystemMetadata({ id: 987_654, name: 'gone', public: false, createdAt: 0 }, 'retention_id', '1'), 'NOT_FOUND');
+    });
+
     it('members: add by id or name, 409 twice, 404 unknown user, roles 1..5, list with a literal name filter, update, remove', async () => {
       const alpha = await project('alpha');
       const carol = await insertUser('carol_1');
