@@ -32,7 +32,7 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
-    return await run(parseFlags(rest));
+    return await run(parseFlags(rest, command));
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`berth: invalid configuration: ${err.message}\n`);

@@ -26,10 +26,26 @@ export interface CliFlags {
   readonly positionals: string[];
 }
 
-export function parseFlags(args: string[]): CliFlags {
-  const { values, positionals } = parseArgs({
+/** The flags each command reads; any other is refused, so a flag given to the wrong command is not silently ignored. */
+const CONNECTION_FLAGS = ['config', 'data-dir', 'database-url'] as const;
+export const COMMAND_FLAGS: Readonly<Record<string, readonly string[]>> = {
+  serve: [...CONNECTION_FLAGS, 'addr'],
+  migrate: CONNECTION_FLAGS,
+  'config-check': ['config'],
+  user: [...CONNECTION_FLAGS, 'password', 'password-stdin', 'email', 'admin'],
+  gc: [...CONNECTION_FLAGS, 'dry-run', 'delete-untagged', 'time-window', 'full', 'workers'],
+  audit: CONNECTION_FLAGS,
+};
+
+/**
+ * Parses the flags of `command` (every known flag when none is named). A flag another command
+ * takes is an error of the same kind as an unknown one (ERR_PARSE_ARGS_UNKNOWN_OPTION).
+ */
+export function parseFlags(args: string[], command?: string): CliFlags {
+  const { values, positionals, tokens } = parseArgs({
     args,
     allowPositionals: true,
+    tokens: true,
     options: {
       config: { type: 'string', short: 'c' },
       addr: { type: 'string' },
@@ -46,6 +62,18 @@ export function parseFlags(args: string[]): CliFlags {
       workers: { type: 'string' },
     },
   });
+  const allowed = command === undefined ? undefined : COMMAND_FLAGS[command];
+  if (allowed !== undefined) {
+    for (const token of tokens) {
+      if (token.kind !== 'option' || allowed.includes(token.name)) continue;
+      const takes = Object.entries(COMMAND_FLAGS)
+        .filter(([, flags]) => flags.includes(token.name))
+        .map(([name]) => `berth ${name}`);
+      throw Object.assign(new TypeError(`option --${token.name} is not a flag of berth ${command}${takes.length > 0 ? ` (it belongs to ${takes.join(', ')})` : ''}`), {
+        code: 'ERR_PARSE_ARGS_UNKNOWN_OPTION',
+      });
+    }
+  }
   return {
     config: values.config,
     addr: values.addr,

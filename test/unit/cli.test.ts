@@ -128,6 +128,20 @@ describe('berth commands', () => {
     assert.match(stderr, /usage: berth/);
   });
 
+  it("exits 2 for another command's flag instead of ignoring it, naming the commands that take it", () => {
+    for (const [args, flag, owner] of [
+      [['migrate', '--dry-run'], '--dry-run', 'berth gc'],
+      [['audit', 'verify', '--workers', '2'], '--workers', 'berth gc'],
+      [['gc', '--addr', '127.0.0.1:1'], '--addr', 'berth serve'],
+      [['serve', '--password', 'x'], '--password', 'berth user'],
+    ] as const) {
+      const { status, stderr } = berth([...args]);
+      assert.equal(status, 2, args.join(' '));
+      assert.match(stderr, new RegExp(`${flag} is not a flag of berth ${args[0]} \\(it belongs to ${owner}\\)`));
+      assert.match(stderr, /usage: berth/);
+    }
+  });
+
   it('prints usage and exits 0 for --help', () => {
     const { status, stdout } = berth(['--help']);
     assert.equal(status, 0);
