@@ -199,6 +199,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const pullTimes = new PullRecorder({ db: database.db, onError: (err) => http.log.warn({ component: 'retention', err }, 'could not write pull times; retrying') });
   pullTimes.start();
   http.addHook('onClose', async () => pullTimes.stop());
+  http.addHook('onClose', async () => iam.stop());
   const retention = new RetentionService({ db: database.db, registry: store, projects: iam.projects, jobs, immutableRules: (projectId) => retentionImmutable.rules(projectId) });
   // end retention
   // immutability: tag immutability rules (src/retention/immutability-*), a gate on the registry's tag and manifest writes, and what retention keeps

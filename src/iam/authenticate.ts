@@ -6,7 +6,7 @@
  * Verifying an argon2 hash costs tens of milliseconds by design, and CI clients send Basic
  * credentials on every request, so a successful check is remembered for a short while under a
  * SHA-256 of the credentials (never the password itself). Password changes, robot changes and
- * deletions clear the cache through `forget`.
+ * deletions clear the cache through `forget`, on every node (src/platform/cache/generations.ts).
  */
 import { hash } from 'node:crypto';
 import { ApiError } from '../platform/http/api.ts';
@@ -99,6 +99,8 @@ export class Authenticator {
   readonly #cacheMs: number;
   readonly #now: () => number;
   readonly #cache = new Map<string, CachedLogin>();
+  /** Counts forget() calls: a check that started before one is not cached after it. */
+  #generation = 0;
   readonly #onLoginChecked: AuthenticatorOptions['onLoginChecked'];
 
   constructor(options: AuthenticatorOptions) {
@@ -125,6 +127,7 @@ export class Authenticator {
       this.#onLoginChecked?.({ ...client, name: username, kind, address: clientAddress, ok: false, reason: 'too many failed logins' });
       throw new ApiError('TOO_MANY_REQUESTS', `too many failed logins; try again in ${decision.retryAfterSeconds} s`, { 'retry-after': String(decision.retryAfterSeconds) });
     }
+    const generation = this.#generation;
     const subject = kind === 'robot' ? await this.#robots.checkSecret(username, password) : await this.#users.checkPassword(username, password);
     if (!subject) {
       this.#limiter.recordFailure(username, clientAddress);
@@ -133,6 +136,8 @@ export class Authenticator {
     }
     this.#limiter.recordSuccess(username, clientAddress);
     this.#onLoginChecked?.({ ...client, name: username, kind, address: clientAddress, ok: true });
+    // A change of credentials while the hash was being checked may have made this answer stale.
+    if (generation !== this.#generation) return subject;
     if (this.#cache.size >= 10_000) this.#cache.clear();
     this.#cache.set(key, { subject, until: this.#now() + this.#cacheMs });
     return subject;
@@ -151,6 +156,7 @@ export class Authenticator {
 
   /** Drops every remembered login (after a password change, a robot update, a deletion …). */
   forget(): void {
+    this.#generation++;
     this.#cache.clear();
   }
 }

@@ -7,6 +7,7 @@ import type { Kysely } from 'kysely';
 import type { FastifyBaseLogger } from 'fastify';
 import { resolveDataPath } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
+import { CacheGenerations } from '../platform/cache/generations.ts';
 import type { Database } from '../platform/db/schema.ts';
 import type { EventBus } from '../platform/events/bus.ts';
 import { ProjectService } from '../projects/service.ts';
@@ -32,12 +33,20 @@ export interface Iam {
   readonly access: AccessControl;
   /** The /v2 guard, or undefined when auth is off. */
   readonly registryGuard: RegistryAuth | undefined;
+  /** Stops polling the cluster's cache generations (at shutdown). */
+  stop(): void;
 }
 
 export async function buildIam(config: Config, db: Kysely<Database>, log: FastifyBaseLogger, events?: EventBus): Promise<Iam> {
-  // Cached logins must not outlive a password change, a disabled robot or a deleted account.
+  // Cached logins must not outlive a password change, a disabled robot or a deleted account: on
+  // this node they are dropped at once, on the others at their next poll of the generations.
   let forgetLogins = (): void => {};
-  const onCredentialsChanged = () => forgetLogins();
+  const generations = new CacheGenerations({ db, onError: (err) => log.warn({ err }, 'could not read or bump the cache generations; cached logins on other nodes may live until they expire') });
+  const onCredentialsChanged = () => {
+    forgetLogins();
+    void generations.bump('credentials').catch((err) => log.warn({ err }, 'could not tell other nodes that credentials changed; their cached logins live until they expire'));
+  };
+  generations.watch('credentials', () => forgetLogins());
   // The /v2 guard reads projects through a short cache; changes made on this node clear it at once.
   let forgetProjects = (): void => {};
   const projects = new ProjectService({ db, defaultStorageBytes: config.quota.defaultStorageBytes, onCredentialsChanged, onProjectChanged: () => forgetProjects() });
@@ -84,5 +93,6 @@ export async function buildIam(config: Config, db: Kysely<Database>, log: Fastif
   await projects.ensureLibrary(adminSubject?.id ?? 1);
 
   const registryGuard = config.auth.enabled ? new RegistryAuth({ tokens, authenticator, projects: cachedProjects, access, externalUrl: config.server.externalUrl }) : undefined;
-  return { enabled: config.auth.enabled, users, robots, sessions, projects, cachedProjects, tokens, authenticator, access, registryGuard };
+  await generations.start();
+  return { enabled: config.auth.enabled, users, robots, sessions, projects, cachedProjects, tokens, authenticator, access, registryGuard, stop: () => generations.stop() };
 }

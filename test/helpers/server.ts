@@ -20,6 +20,11 @@ export interface TestServer {
   restart(): Promise<TestServer>;
   /** Stops and removes everything. */
   close(): Promise<void>;
+  /**
+   * Starts another node on the same data folder and database (a cluster of two, in this process).
+   * Its close() only stops it; the first node's close() removes what they share.
+   */
+  addNode(): Promise<TestServer>;
 }
 
 export interface TestServerOptions {
@@ -92,6 +97,10 @@ async function boot(backend: Backend, dataDir: string, database: TestDatabase, o
       await stop();
       await database.drop();
       await rm(dataDir, { recursive: true, force: true });
+    },
+    async addNode() {
+      const node = await boot(backend, dataDir, database, options);
+      return { ...node, close: node.stop };
     },
   };
 }

@@ -415,6 +415,18 @@ const m0008_webhooks: Migration = {
   },
 };
 
+/**
+ * Generation counters of what nodes cache in memory (src/platform/cache-generations.ts): a node
+ * that changes cached state bumps its counter, every node polls the counters and drops its cache
+ * when one moved, so a password change on one node ends cached logins on all of them.
+ */
+const m0009_cache_generations: Migration = {
+  async up(db) {
+    const t = dialectTypes(dialectOf(db));
+    await exec(db, [`create table cache_generations (name text primary key, generation ${t.int64} not null)`, "insert into cache_generations (name, generation) values ('credentials', 0)"]);
+  },
+};
+
 export const MIGRATIONS: Record<string, Migration> = {
   '0001_registry_core': m0001_registry_core,
   '0002_jobs': m0002_jobs,
@@ -424,6 +436,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0006_immutability': m0006_immutability,
   '0007_audit': m0007_audit,
   '0008_webhooks': m0008_webhooks,
+  '0009_cache_generations': m0009_cache_generations,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -428,4 +428,11 @@ export interface Database {
   webhook_tasks: WebhookTaskTable;
   webhook_attempts: WebhookAttemptTable;
   immutable_rules: ImmutableRuleTable;
+  // in-memory caches of the nodes:
+  cache_generations: CacheGenerationTable;
+}
+
+export interface CacheGenerationTable {
+  name: string;
+  generation: number;
 }
