@@ -4,6 +4,7 @@ import { parseAddr, resolveDataPath } from './config/load.ts';
 import { createDatabase, type DatabaseHandle } from './platform/db/database.ts';
 import { createHttpServer } from './platform/http/server.ts';
 import { Metrics } from './platform/http/metrics.ts';
+import type { WorkerPool } from './platform/jobs/worker.ts';
 import { JobService } from './platform/jobs/service.ts';
 import { FilesystemBlobStore } from './platform/storage/filesystem.ts';
 import { BlobService } from './registry/blobs.ts';
@@ -63,6 +64,8 @@ export interface App {
   readonly uploads: UploadService;
   /** The job queue, this node's workers and the cron scheduler. */
   readonly jobs: JobService;
+  /** The worker pool that delivers webhooks (apart from the jobs' pool, see src/webhooks/jobs.ts). */
+  readonly webhookDeliveries: WorkerPool;
   /** Users, robots, sessions, projects, tokens and the authoriser. */
   readonly iam: Iam;
   /** Domain events (pushes, pulls, API changes, logins …). */
@@ -277,6 +280,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     database,
     uploads,
     jobs,
+    webhookDeliveries,
     iam,
     events,
     async start() {

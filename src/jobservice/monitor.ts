@@ -1,6 +1,6 @@
 /**
  * The job-service dashboard's use cases (Harbor's `jobservice` and `schedule` API groups) over
- * the platform's JobService: this node's worker pool and its workers, the queues (one per job
+ * the platform's JobService: the worker pools of every live node and their workers, the queues (one per job
  * kind, plus Harbor's SCHEDULER pseudo-queue for the cron schedules), pausing, resuming and
  * stopping them, stopping one job, its log, the schedules, and a plain job listing.
  *
@@ -15,6 +15,7 @@ import { badRequest, notFound } from '../platform/http/api.ts';
 import type { Job, JobLogLine, JobStatus } from '../platform/jobs/queue.ts';
 import { SCHEDULER_KIND, type Schedule } from '../platform/jobs/scheduler.ts';
 import type { JobService } from '../platform/jobs/service.ts';
+import { POOL_STALE_MS } from '../platform/jobs/worker.ts';
 
 export const ALL = 'all';
 export const QUEUE_ACTIONS = ['stop', 'pause', 'resume'] as const;
@@ -26,6 +27,8 @@ export interface WorkerPoolInfo {
   readonly pid: number;
   readonly host: string;
   readonly startedAt: number | undefined;
+  /** When the pool last said it was alive (now, for this node's). */
+  readonly heartbeatAt: number;
   readonly concurrency: number;
   readonly kinds: readonly string[];
 }
@@ -33,7 +36,8 @@ export interface WorkerPoolInfo {
 export interface WorkerInfo {
   readonly id: string;
   readonly poolId: string;
-  readonly job: { readonly id: number; readonly kind: string; readonly startedAt: number; readonly checkedInAt: number } | undefined;
+  /** checkedInAt: the last lease renewal, known for this node's jobs only. */
+  readonly job: { readonly id: number; readonly kind: string; readonly startedAt: number; readonly checkedInAt: number | undefined } | undefined;
 }
 
 export interface QueueInfo {
@@ -74,26 +78,38 @@ export class JobMonitor {
 
   // ── pools and workers ────────────────────────────────────────────────────
 
-  /** This node's pool (every node answers for its own; jobs of other nodes show their lease owner). */
-  pools(): WorkerPoolInfo[] {
+  /**
+   * Every live pool: this node's (as it is now) and those the other nodes announced and beat
+   * within POOL_STALE_MS (src/platform/jobs/worker.ts), oldest start first.
+   */
+  async pools(): Promise<WorkerPoolInfo[]> {
     const workers = this.#jobs.workers;
-    return [{ id: workers.workerId, pid: process.pid, host: hostname(), startedAt: workers.startedAt, concurrency: workers.concurrency, kinds: [...workers.kinds].sort() }];
+    const now = this.#now();
+    const own: WorkerPoolInfo = { id: workers.workerId, pid: process.pid, host: hostname(), startedAt: workers.startedAt, heartbeatAt: now, concurrency: workers.concurrency, kinds: [...workers.kinds].sort() };
+    const others = (await this.#jobs.queue.livePools(now - POOL_STALE_MS)).filter((p) => p.id !== workers.workerId);
+    const all = [...(workers.workerId === '' ? [] : [own]), ...others.map((p) => ({ ...p, kinds: [...p.kinds] }))];
+    return all.sort((a, b) => (a.startedAt ?? 0) - (b.startedAt ?? 0) || a.id.localeCompare(b.id));
   }
 
-  /** The pool's worker slots: busy ones with their job first, then the idle ones. */
-  workers(poolId: string): WorkerInfo[] {
-    const pool = this.#jobs.workers;
-    if (poolId !== ALL && (poolId === '' || poolId !== pool.workerId)) throw notFound(`worker pool ${poolId} not found on this node (its pool is ${pool.workerId})`);
-    const running = pool.running();
-    const slots = Math.max(pool.concurrency, running.length);
-    return Array.from({ length: slots }, (_, i) => {
-      const job = running[i];
-      return {
-        id: `${pool.workerId}#${i}`,
-        poolId: pool.workerId,
-        job: job ? { id: job.id, kind: job.kind, startedAt: job.startedAt, checkedInAt: job.checkedInAt } : undefined,
-      };
-    });
+  /**
+   * A pool's worker slots (`all`: every live pool's): busy ones with their job first, then the
+   * idle ones. This node's come from its own pool; another node's from the jobs it holds leases on.
+   */
+  async workers(poolId: string): Promise<WorkerInfo[]> {
+    const local = this.#jobs.workers;
+    const pools = await this.pools();
+    const wanted = poolId === ALL ? pools : pools.filter((p) => p.id === poolId && poolId !== '');
+    if (wanted.length === 0) throw notFound(`worker pool ${poolId} not found (live pools: ${pools.map((p) => p.id).join(', ') || 'none'})`);
+    const out: WorkerInfo[] = [];
+    for (const pool of wanted) {
+      const jobs: Array<WorkerInfo['job']> =
+        pool.id === local.workerId
+          ? local.running().map((j) => ({ id: j.id, kind: j.kind, startedAt: j.startedAt, checkedInAt: j.checkedInAt }))
+          : (await this.#jobs.queue.leasedBy(pool.id)).map((j) => ({ id: j.id, kind: j.kind, startedAt: j.startedAt, checkedInAt: undefined }));
+      const slots = Math.max(pool.concurrency, jobs.length);
+      for (let i = 0; i < slots; i++) out.push({ id: `${pool.id}#${i}`, poolId: pool.id, job: jobs[i] });
+    }
+    return out;
   }
 
   // ── queues ───────────────────────────────────────────────────────────────

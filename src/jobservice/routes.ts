@@ -2,7 +2,7 @@
  * Harbor's job-service dashboard API (swagger groups `jobservice` and `schedule`) plus Berth's
  * job listing, under /api/v2.0:
  *
- *   GET  /jobservice/pools                     this node's worker pool
+ *   GET  /jobservice/pools                     the worker pools of every live node
  *   GET  /jobservice/pools/{pool_id}/workers   its workers, busy (with their job) or idle; pool_id may be `all`
  *   GET  /jobservice/queues                    per job kind: pending count, latency, paused, and Berth's counts
  *   PUT  /jobservice/queues/{job_type}         {action: stop|pause|resume}; `all` = every queue
@@ -152,14 +152,14 @@ export async function jobServiceRoutes(api: FastifyInstance, deps: JobServiceRou
 
   api.get(
     '/jobservice/pools',
-    { onRequest: canList, schema: { tags, operationId: 'getWorkerPools', summary: "This node's worker pool", response: { 200: Type.Array(WorkerPool), ...errorResponses } } },
+    { onRequest: canList, schema: { tags, operationId: 'getWorkerPools', summary: 'The worker pools of every live node', response: { 200: Type.Array(WorkerPool), ...errorResponses } } },
     async () =>
-      monitor.pools().map((p) => ({
+      (await monitor.pools()).map((p) => ({
         worker_pool_id: p.id,
         pid: p.pid,
         host: p.host,
         start_at: isoOrNull(p.startedAt),
-        heartbeat_at: iso(Date.now()),
+        heartbeat_at: iso(p.heartbeatAt),
         concurrency: p.concurrency,
         job_kinds: [...p.kinds],
       })),
@@ -178,10 +178,10 @@ export async function jobServiceRoutes(api: FastifyInstance, deps: JobServiceRou
       },
     },
     async (request) =>
-      monitor.workers(request.params.pool_id).map((w) => ({
+      (await monitor.workers(request.params.pool_id)).map((w) => ({
         id: w.id,
         pool_id: w.poolId,
-        ...(w.job ? { job_name: w.job.kind, job_id: String(w.job.id), start_at: iso(w.job.startedAt), checkin_at: iso(w.job.checkedInAt) } : {}),
+        ...(w.job ? { job_name: w.job.kind, job_id: String(w.job.id), start_at: iso(w.job.startedAt), ...(w.job.checkedInAt !== undefined ? { checkin_at: iso(w.job.checkedInAt) } : {}) } : {}),
       })),
   );
 

@@ -98,3 +98,13 @@ export async function spawnJobNode(shared: SharedDatabase): Promise<JobNode> {
   await node.request('open', { url: shared.url, sqliteFile: shared.sqliteFile });
   return node;
 }
+
+/** A worker as GET /jobservice/pools/{pool_id}/workers shows it. */
+export interface WorkerJson {
+  id: string;
+  pool_id: string;
+  job_id?: string;
+  job_name?: string;
+  start_at?: string;
+  checkin_at?: string;
+}

@@ -15,9 +15,11 @@ import { PURGE_UPLOADS_JOB } from '../../src/registry/jobs.ts';
 import { BACKENDS } from '../helpers/backends.ts';
 import { ADMIN, api, apiJson, assertApiError, basic, createUser } from '../helpers/harbor-api.ts';
 import { assertNoServerErrors, waitUntil } from '../helpers/http.ts';
+import type { WorkerJson } from '../helpers/jobs.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 
 const CONCURRENCY = 3;
+const DELIVERY_CONCURRENCY = 2;
 const BLOCK = 'test.block';
 const QUICK = 'test.quick';
 const TICK = 'test.tick';
@@ -42,14 +44,6 @@ interface JobJson {
   start_time: string | null;
   end_time: string | null;
 }
-interface WorkerJson {
-  id: string;
-  pool_id: string;
-  job_id?: string;
-  job_name?: string;
-  start_at?: string;
-  checkin_at?: string;
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -72,7 +66,7 @@ for (const backend of BACKENDS) {
 
     before(async () => {
       server = await startTestServer(backend, {
-        config: { auth: { enabled: true }, jobs: { concurrency: CONCURRENCY, pollIntervalMs: 50, schedulerTickMs: 50, leaseSeconds: 3 } },
+        config: { auth: { enabled: true }, jobs: { concurrency: CONCURRENCY, pollIntervalMs: 50, schedulerTickMs: 50, leaseSeconds: 3 }, webhooks: { concurrency: DELIVERY_CONCURRENCY } },
       });
       base = server.url;
       user = await createUser(base, 'jobs-user');
@@ -101,10 +95,13 @@ for (const backend of BACKENDS) {
       await server.close();
     });
 
-    it("GET /jobservice/pools shows this node's pool; its workers are busy with their job, then idle", async () => {
-      const { body: pools } = await apiJson<Array<Record<string, unknown>>>(base, '/jobservice/pools', 200, { auth: ADMIN });
-      assert.equal(pools.length, 1);
-      const pool = pools[0] as { worker_pool_id: string; pid: number; concurrency: number; start_at: string; heartbeat_at: string; job_kinds: string[]; host: string };
+    it("GET /jobservice/pools shows this node's pools (jobs, webhook deliveries); workers are busy with their job, then idle", async () => {
+      type PoolJson = { worker_pool_id: string; pid: number; concurrency: number; start_at: string; heartbeat_at: string; job_kinds: string[]; host: string };
+      const { body: pools } = await apiJson<PoolJson[]>(base, '/jobservice/pools', 200, { auth: ADMIN });
+      assert.deepEqual(pools.map((p) => p.worker_pool_id).sort(), [server.app.jobs.workers.workerId, server.app.webhookDeliveries.workerId].sort());
+      const deliveries = pools.find((p) => p.worker_pool_id === server.app.webhookDeliveries.workerId);
+      assert.deepEqual([deliveries?.job_kinds, deliveries?.concurrency], [['webhook.deliver'], DELIVERY_CONCURRENCY]);
+      const pool = pools.find((p) => p.worker_pool_id === server.app.jobs.workers.workerId) as PoolJson;
       assert.deepEqual([pool.worker_pool_id, pool.pid, pool.concurrency], [server.app.jobs.workers.workerId, process.pid, CONCURRENCY]);
       assert.ok(Date.parse(pool.start_at) <= Date.parse(pool.heartbeat_at));
       assert.ok(pool.job_kinds.includes(PURGE_UPLOADS_JOB) && pool.job_kinds.includes(BLOCK), pool.job_kinds.join());
@@ -114,7 +111,8 @@ for (const backend of BACKENDS) {
       await waitUntil(() => release.has(id), 'the blocking job to start');
       for (const poolId of [pool.worker_pool_id, 'all']) {
         const { body: workers } = await apiJson<WorkerJson[]>(base, `/jobservice/pools/${encodeURIComponent(poolId)}/workers`, 200, { auth: ADMIN });
-        assert.equal(workers.length, CONCURRENCY);
+        // 'all' counts the delivery pool's idle workers too.
+        assert.equal(workers.length, poolId === 'all' ? CONCURRENCY + DELIVERY_CONCURRENCY : CONCURRENCY);
         const busy = workers.filter((w) => w.job_id !== undefined);
         assert.deepEqual(
           busy.map((w) => [w.job_id, w.job_name, w.pool_id]),
@@ -123,7 +121,7 @@ for (const backend of BACKENDS) {
         assert.ok(Date.parse(busy[0]?.start_at ?? '') <= Date.parse(busy[0]?.checkin_at ?? ''));
         assert.deepEqual(
           workers.filter((w) => w.job_id === undefined).map((w) => w.job_name),
-          Array(CONCURRENCY - 1).fill(undefined),
+          Array(workers.length - 1).fill(undefined),
         );
       }
       await assertApiError(await api(base, '/jobservice/pools/someone-else/workers', { auth: ADMIN }), 404, 'NOT_FOUND');

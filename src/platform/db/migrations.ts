@@ -427,6 +427,27 @@ const m0009_cache_generations: Migration = {
   },
 };
 
+/**
+ * The worker pools of the job service's nodes (src/platform/jobs/worker.ts): each node's pool
+ * announces itself at start, beats every few seconds and leaves at a graceful stop, so any node
+ * can show every live pool (Harbor's GET /jobservice/pools); a pool whose beat stopped is left out.
+ */
+const m0010_job_worker_pools: Migration = {
+  async up(db) {
+    const t = dialectTypes(dialectOf(db));
+    await exec(db, [
+      `create table job_worker_pools (
+        id text primary key,
+        pid integer not null,
+        host text not null,
+        started_at ${t.int64} not null,
+        concurrency integer not null,
+        kinds text not null,
+        heartbeat_at ${t.int64} not null)`,
+    ]);
+  },
+};
+
 export const MIGRATIONS: Record<string, Migration> = {
   '0001_registry_core': m0001_registry_core,
   '0002_jobs': m0002_jobs,
@@ -437,6 +458,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0007_audit': m0007_audit,
   '0008_webhooks': m0008_webhooks,
   '0009_cache_generations': m0009_cache_generations,
+  '0010_job_worker_pools': m0010_job_worker_pools,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -430,6 +430,18 @@ export interface Database {
   immutable_rules: ImmutableRuleTable;
   // in-memory caches of the nodes:
   cache_generations: CacheGenerationTable;
+  job_worker_pools: JobWorkerPoolTable;
+}
+
+export interface JobWorkerPoolTable {
+  id: string;
+  pid: number;
+  host: string;
+  started_at: number;
+  concurrency: number;
+  /** JSON array of the job kinds the pool has handlers for. */
+  kinds: string;
+  heartbeat_at: number;
 }
 
 export interface CacheGenerationTable {

@@ -86,6 +86,24 @@ export interface JobListFilter {
   readonly limit?: number;
 }
 
+/** A node's worker pool as it announced itself (GET /jobservice/pools). */
+export interface AnnouncedPool {
+  readonly id: string;
+  readonly pid: number;
+  readonly host: string;
+  readonly startedAt: number;
+  readonly concurrency: number;
+  readonly kinds: readonly string[];
+  readonly heartbeatAt: number;
+}
+
+/** A job running under a lease, as another node sees it. */
+export interface LeasedJob {
+  readonly id: number;
+  readonly kind: string;
+  readonly startedAt: number;
+}
+
 export interface JobQueueOptions {
   /** Epoch milliseconds; injectable for tests. */
   readonly now?: () => number;
@@ -514,5 +532,53 @@ export class JobQueue {
       pruned += Number(result.numDeletedRows);
       if (ids.length < 500) return pruned;
     }
+  }
+
+  // ── worker pools of the nodes ────────────────────────────────────────────
+
+  /** Announces (or refreshes) a node's pool: its kinds and concurrency may change between beats. */
+  async beatPool(pool: Omit<AnnouncedPool, 'heartbeatAt'>): Promise<void> {
+    const now = this.#now();
+    const kinds = JSON.stringify([...pool.kinds].sort());
+    await this.#db
+      .insertInto('job_worker_pools')
+      .values({ id: pool.id, pid: pool.pid, host: pool.host, started_at: pool.startedAt, concurrency: pool.concurrency, kinds, heartbeat_at: now })
+      .onConflict((oc) => oc.column('id').doUpdateSet({ concurrency: pool.concurrency, kinds, heartbeat_at: now }))
+      .execute();
+  }
+
+  /** A pool leaves at a graceful stop; pools that beat last before `staleBefore` are forgotten too. */
+  async removePool(id: string, staleBefore: number): Promise<void> {
+    await this.#db
+      .deleteFrom('job_worker_pools')
+      .where((eb) => eb.or([eb('id', '=', id), eb('heartbeat_at', '<', staleBefore)]))
+      .execute();
+  }
+
+  /** The pools whose last beat is at or after `since`, oldest start first. */
+  async livePools(since: number): Promise<AnnouncedPool[]> {
+    const rows = await this.#db.selectFrom('job_worker_pools').selectAll().where('heartbeat_at', '>=', since).orderBy('started_at').orderBy('id').execute();
+    return rows.map((r) => ({
+      id: r.id,
+      pid: Number(r.pid),
+      host: r.host,
+      startedAt: Number(r.started_at),
+      concurrency: Number(r.concurrency),
+      kinds: JSON.parse(r.kinds) as string[],
+      heartbeatAt: Number(r.heartbeat_at),
+    }));
+  }
+
+  /** The running jobs a lease owner (a pool's id) holds, oldest start first. */
+  async leasedBy(owner: string): Promise<LeasedJob[]> {
+    const rows = await this.#db
+      .selectFrom('jobs')
+      .select(['id', 'kind', 'started_at', 'created_at'])
+      .where('status', '=', 'running')
+      .where('lease_owner', '=', owner)
+      .orderBy('started_at')
+      .orderBy('id')
+      .execute();
+    return rows.map((r) => ({ id: Number(r.id), kind: r.kind, startedAt: Number(r.started_at ?? r.created_at) }));
   }
 }

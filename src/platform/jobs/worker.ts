@@ -21,6 +21,7 @@ export type JobHandler<P = any> = (payload: P, context: JobContext) => Promise<u
 export interface WorkerLogger {
   debug(object: object, message: string): void;
   info(object: object, message: string): void;
+  warn?(object: object, message: string): void;
   error(object: object, message: string): void;
 }
 
@@ -81,6 +82,11 @@ interface Running {
 
 const silent: WorkerLogger = { debug() {}, info() {}, error() {} };
 
+/** How often a pool tells the other nodes it is alive. */
+export const POOL_BEAT_MS = 10_000;
+/** A pool not heard of for this long is taken for gone (it stopped without leaving, or its node died). */
+export const POOL_STALE_MS = 3 * POOL_BEAT_MS;
+
 /**
  * Runs job handlers on this node: claims due jobs of the registered kinds up to a concurrency
  * limit, polls at an interval and wakes up at once when this process enqueues, renews leases
@@ -103,6 +109,7 @@ export class WorkerPool {
   #wakeRequested = false;
   #wake: (() => void) | undefined;
   #unsubscribe: (() => void) | undefined;
+  #poolBeat: NodeJS.Timeout | undefined;
 
   constructor(options: WorkerPoolOptions) {
     this.#queue = options.queue;
@@ -144,6 +151,8 @@ export class WorkerPool {
     if (this.#handlers.has(kind)) throw new Error(`a handler for job kind ${kind} is already registered`);
     this.#handlers.set(kind, handler as JobHandler);
     this.#signal();
+    // The other nodes list the kinds a pool runs.
+    if (this.#started) void this.#beatPool();
   }
 
   get kinds(): string[] {
@@ -175,6 +184,19 @@ export class WorkerPool {
       },
     });
     this.#loop = this.#claimLoop();
+    // Announced to the other nodes now and every POOL_BEAT_MS (GET /jobservice/pools on any node lists it).
+    void this.#beatPool();
+    this.#poolBeat = setInterval(() => void this.#beatPool(), POOL_BEAT_MS);
+    this.#poolBeat.unref();
+  }
+
+  async #beatPool(): Promise<void> {
+    if (!this.#started || this.#stopping) return;
+    try {
+      await this.#queue.beatPool({ id: this.#workerId, pid: process.pid, host: hostname(), startedAt: this.#startedAt ?? Date.now(), concurrency: this.#options.concurrency, kinds: this.kinds });
+    } catch (err) {
+      this.#logger.warn?.({ err }, 'could not announce the worker pool to the other nodes');
+    }
   }
 
   /**
@@ -206,6 +228,13 @@ export class WorkerPool {
       }
     }
     this.#running.clear();
+    clearInterval(this.#poolBeat);
+    this.#poolBeat = undefined;
+    try {
+      await this.#queue.removePool(this.#workerId, Date.now() - POOL_STALE_MS);
+    } catch (err) {
+      this.#logger.warn?.({ err }, 'could not remove the worker pool from the list of live pools');
+    }
     this.#started = false;
   }
 
