@@ -84,6 +84,31 @@ for (const backend of BACKENDS) {
       assert.throws(() => workers.register(kind, () => {}), /already registered/);
     });
 
+    it('a pool is listed while started (with kinds registered later) and not after stop, even with a beat in flight', async () => {
+      const kind = freshKind('listed');
+      const workers = pool(queueA);
+      workers.start();
+      workers.register(kind, async () => {});
+      await waitUntil(async () => (await queueB.livePools(0)).find((p) => p.id === workers.workerId)?.kinds.includes(kind) === true, 'the pool listed with its kind');
+      const listed = (await queueB.livePools(0)).find((p) => p.id === workers.workerId);
+      assert.deepEqual([listed?.pid, listed?.concurrency], [process.pid, 4]);
+      // A beat started just before the stop (slow to reach the database here) must not put the
+      // pool back after stop() removed it.
+      const beat = queueA.beatPool.bind(queueA);
+      queueA.beatPool = async (announced) => {
+        await new Promise((resolve) => setTimeout(resolve, 150));
+        return beat(announced);
+      };
+      try {
+        workers.register(freshKind('late'), async () => {});
+        await workers.stop(1000);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+      } finally {
+        queueA.beatPool = beat;
+      }
+      assert.equal((await queueB.livePools(0)).find((p) => p.id === workers.workerId), undefined);
+    });
+
     it('an enqueue in this process wakes the pool up without waiting for a poll', async () => {
       const kind = freshKind('wake');
       const workers = pool(queueA, { pollIntervalMs: 600_000 });

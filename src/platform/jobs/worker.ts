@@ -110,6 +110,8 @@ export class WorkerPool {
   #wake: (() => void) | undefined;
   #unsubscribe: (() => void) | undefined;
   #poolBeat: NodeJS.Timeout | undefined;
+  /** Beats run one after the other; stop() waits for the last before removing the pool, so none re-adds it. */
+  #beats: Promise<void> = Promise.resolve();
 
   constructor(options: WorkerPoolOptions) {
     this.#queue = options.queue;
@@ -190,13 +192,16 @@ export class WorkerPool {
     this.#poolBeat.unref();
   }
 
-  async #beatPool(): Promise<void> {
-    if (!this.#started || this.#stopping) return;
-    try {
-      await this.#queue.beatPool({ id: this.#workerId, pid: process.pid, host: hostname(), startedAt: this.#startedAt ?? Date.now(), concurrency: this.#options.concurrency, kinds: this.kinds });
-    } catch (err) {
-      this.#logger.warn?.({ err }, 'could not announce the worker pool to the other nodes');
-    }
+  #beatPool(): Promise<void> {
+    this.#beats = this.#beats.then(async () => {
+      if (!this.#started || this.#stopping) return;
+      try {
+        await this.#queue.beatPool({ id: this.#workerId, pid: process.pid, host: hostname(), startedAt: this.#startedAt ?? Date.now(), concurrency: this.#options.concurrency, kinds: this.kinds });
+      } catch (err) {
+        this.#logger.warn?.({ err }, 'could not announce the worker pool to the other nodes');
+      }
+    });
+    return this.#beats;
   }
 
   /**
@@ -230,6 +235,7 @@ export class WorkerPool {
     this.#running.clear();
     clearInterval(this.#poolBeat);
     this.#poolBeat = undefined;
+    await this.#beats;
     try {
       await this.#queue.removePool(this.#workerId, Date.now() - POOL_STALE_MS);
     } catch (err) {
