@@ -1,8 +1,8 @@
 /**
  * The job-service dashboard's use cases (Harbor's `jobservice` and `schedule` API groups) over
- * the platform's JobService: the worker pools of every live node and their workers, the queues (one per job
- * kind, plus Harbor's SCHEDULER pseudo-queue for the cron schedules), pausing, resuming and
- * stopping them, stopping one job, its log, the schedules, and a plain job listing.
+ * the platform's JobService: the worker pools of every live node and their workers, the queues
+ * (one per job kind, plus Harbor's SCHEDULER pseudo-queue for the cron schedules), pausing,
+ * resuming and stopping them, stopping one job, its log, the schedules, and a plain job listing.
  *
  * A queue is any job kind this node has a handler for, that has jobs in the table, or that is
  * paused. `all` stands for every queue, as in Harbor. Pausing a queue stops every node from

@@ -235,3 +235,13 @@ export function assertNoServerErrors(server: TestServer): void {
   });
   assert.deepEqual(failures, [], 'the server answered with a 5xx or logged an error');
 }
+
+/** After a cluster test: checks that no node answered a 5xx or logged an error, then closes the nodes, the first last (it removes what they share). */
+export async function closeCluster(first: TestServer, ...others: TestServer[]): Promise<void> {
+  try {
+    for (const node of [first, ...others]) assertNoServerErrors(node);
+  } finally {
+    for (const node of others.reverse()) await node.close();
+    await first.close();
+  }
+}

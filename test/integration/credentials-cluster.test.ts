@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { BACKENDS } from '../helpers/backends.ts';
 import { ADMIN, api, apiJson, basic, startAuthServer, USER_PASSWORD } from '../helpers/harbor-api.ts';
-import { assertNoServerErrors, waitUntil } from '../helpers/http.ts';
+import { closeCluster, waitUntil } from '../helpers/http.ts';
 import type { TestServer } from '../helpers/server.ts';
 
 /** Well under the login cache's 60 s: the other node polls the generations every second. */
@@ -24,13 +24,7 @@ for (const backend of BACKENDS) {
       second = await first.addNode();
     });
     after(async () => {
-      try {
-        assertNoServerErrors(first);
-        assertNoServerErrors(second);
-      } finally {
-        await second.close();
-        await first.close();
-      }
+      await closeCluster(first, second);
     });
 
     async function createUser(username: string): Promise<number> {

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import type { JobContext } from '../../src/platform/jobs/worker.ts';
 import { BACKENDS } from '../helpers/backends.ts';
 import { ADMIN, apiJson, assertApiError, api } from '../helpers/harbor-api.ts';
-import { assertNoServerErrors, waitUntil } from '../helpers/http.ts';
+import { closeCluster, waitUntil } from '../helpers/http.ts';
 import type { WorkerJson } from '../helpers/jobs.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 
@@ -45,13 +45,7 @@ for (const backend of BACKENDS) {
     });
     after(async () => {
       release?.();
-      try {
-        assertNoServerErrors(first);
-        assertNoServerErrors(second);
-      } finally {
-        await second.close();
-        await first.close();
-      }
+      await closeCluster(first, second);
     });
 
     const pools = async (node: TestServer) => (await apiJson<PoolJson[]>(node.url, '/jobservice/pools', 200, { auth: ADMIN })).body;
