@@ -8,7 +8,7 @@
  *
  * Layout of one record: at (float64), status (int32, -1 for none), result (uint8: 0 success,
  * 1 failure), then the text fields in FIELDS order, each an int32 byte length (-1 for none,
- * -2 for "the same text as this field of the previous record in the slab") followed by its
+ * -2 for "the same text as this field of the previous record in the batch") followed by its
  * UTF-8 bytes. Little-endian. Consecutive pulls share most of their texts (principal, address,
  * user agent, resource, project …): the repeat mark saves encoding them again, which was most of
  * what a pull's entry cost the request path.
@@ -22,6 +22,8 @@ type TextField = (typeof FIELDS)[number];
 export interface EncodedBatch {
   readonly bytes: Uint8Array;
   readonly count: number;
+  /** When its first record happened (its `at`, ms since the epoch): how long the batch has waited. */
+  readonly firstAt?: number;
 }
 
 const SLAB_BYTES = 256 * 1024;
@@ -29,18 +31,30 @@ const NONE = -1;
 const REPEAT = -2;
 const FIXED_BYTES = 8 + 4 + 1 + FIELDS.length * 4;
 
-/** Appends records to off-heap slabs; seal() hands over what was written so far. */
+/**
+ * Appends records to off-heap slabs; seal() hands over what was written so far, as batches. A
+ * batch is a run of one slab holding at most `maxRecords` records (a slab can hold several).
+ */
 export class BatchEncoder {
+  readonly #maxRecords: number;
   #slab: Buffer = Buffer.allocUnsafeSlow(SLAB_BYTES);
   #offset = 0;
-  /** Records in the current slab. */
+  /** Where the current batch starts in the slab. */
+  #start = 0;
+  /** Records in the current batch. */
   #count = 0;
-  /** Records encoded and not yet sealed, in all slabs. */
+  /** The `at` of the current batch's first record. */
+  #firstAt = 0;
+  /** Records encoded and not yet sealed, in all batches. */
   #total = 0;
-  /** Full slabs not yet sealed. */
+  /** Finished batches not yet sealed. */
   #full: EncodedBatch[] = [];
-  /** The texts of the previous record in the current slab, in FIELDS order (undefined: none yet). */
+  /** The texts of the previous record in the current batch, in FIELDS order (undefined: none yet). */
   #previous: Array<string | null | undefined> = new Array(FIELDS.length).fill(undefined);
+
+  constructor(maxRecords = Number.POSITIVE_INFINITY) {
+    this.#maxRecords = maxRecords;
+  }
 
   /** Records encoded and not yet sealed. */
   get count(): number {
@@ -53,14 +67,15 @@ export class BatchEncoder {
       const value = record[field];
       if (value !== null) worst += value.length * 3;
     }
+    if (this.#count >= this.#maxRecords) this.#finishBatch();
     if (this.#offset + worst > this.#slab.length) {
-      if (this.#count > 0) this.#full.push({ bytes: this.#slab.subarray(0, this.#offset), count: this.#count });
+      this.#finishBatch();
       this.#slab = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, worst));
       this.#offset = 0;
-      this.#count = 0;
-      this.#previous.fill(undefined);
+      this.#start = 0;
     }
     const slab = this.#slab;
+    if (this.#count === 0) this.#firstAt = record.at;
     let at = slab.writeDoubleLE(record.at, this.#offset);
     at = slab.writeInt32LE(record.status ?? -1, at);
     at = slab.writeUInt8(record.result === 'failure' ? 1 : 0, at);
@@ -83,16 +98,23 @@ export class BatchEncoder {
     this.#total++;
   }
 
-  /** What was encoded so far, as batches of whole slabs; the encoder starts afresh. */
+  /** Ends the current batch (the next record starts a new one, with no repeat marks into this one). */
+  #finishBatch(): void {
+    if (this.#count > 0) this.#full.push({ bytes: this.#slab.subarray(this.#start, this.#offset), count: this.#count, firstAt: this.#firstAt });
+    this.#start = this.#offset;
+    this.#count = 0;
+    this.#previous.fill(undefined);
+  }
+
+  /** What was encoded so far, as batches; the encoder starts afresh. */
   seal(): EncodedBatch[] {
+    this.#finishBatch();
     const batches = this.#full;
-    if (this.#count > 0) batches.push({ bytes: this.#slab.subarray(0, this.#offset), count: this.#count });
     this.#full = [];
     this.#slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
     this.#offset = 0;
-    this.#count = 0;
+    this.#start = 0;
     this.#total = 0;
-    this.#previous.fill(undefined);
     return batches;
   }
 }

@@ -72,6 +72,9 @@ export function checkAuditConfig(config: Config, now = Date.now()): SyslogTarget
   return target;
 }
 
+/** Entries per transaction on the writer thread (see where it is used). */
+const WRITER_THREAD_TRANSACTION_ENTRIES = 100;
+
 export async function buildAudit(config: Config, deps: AuditDeps): Promise<Audit> {
   const settings = config.audit;
   const log = deps.log.child({ component: 'audit' });
@@ -79,6 +82,11 @@ export async function buildAudit(config: Config, deps: AuditDeps): Promise<Audit
 
   const registers = deps.metrics ? [deps.metrics] : [];
   const written = new Counter({ name: 'berth_audit_entries_written_total', help: 'Audit entries written to the database.', registers });
+  const writtenUrgently = new Counter({
+    name: 'berth_audit_entries_written_urgently_total',
+    help: 'Audit entries the request thread wrote because the writer thread had fallen behind (included in berth_audit_entries_written_total).',
+    registers,
+  });
   const dropped = new Counter({
     name: 'berth_audit_dropped_total',
     help: 'Audit entries lost: buffer-full (the database took none for too long), unwritable (refused by the database, or still unwritten at shutdown), forward-queue-full and forward-failed (not sent to syslog).',
@@ -99,18 +107,36 @@ export async function buildAudit(config: Config, deps: AuditDeps): Promise<Audit
         },
       })
     : undefined;
+  const inline = storeWriter(store);
   const writer = settings.enabled && settings.writerThread
-    ? new ThreadedAuditWriter({ url: config.database.url, sqliteFile: resolveDataPath(config, 'berth.db'), wantEntries: forwarder !== undefined })
-    : storeWriter(store);
+    ? new ThreadedAuditWriter({
+        url: config.database.url,
+        sqliteFile: resolveDataPath(config, 'berth.db'),
+        wantEntries: forwarder !== undefined,
+        nice: settings.writerThreadNice,
+        onWarning: (message) => log.warn(message),
+      })
+    : inline;
   const recorder = settings.enabled
     ? new AuditRecorder({
         writer,
+        // A writer thread starved by a busy server hands over to the request thread before the backlog nears the bound.
+        ...(writer !== inline
+          ? {
+              // Short transactions: the writer thread holds SQLite's write lock for a millisecond or so at a time, so a
+              // request-thread write (a push) that meets it waits that long at most, not for a whole batch.
+              transactionEntries: WRITER_THREAD_TRANSACTION_ENTRIES,
+              urgentWriter: inline,
+              urgentAbove: Math.min(settings.batchEntries * 10, Math.floor(settings.bufferEntries / 4)),
+              urgentAfterMs: Math.max(1000, settings.flushIntervalMs * 10),
+            }
+          : {}),
         flushIntervalMs: settings.flushIntervalMs,
         batchEntries: settings.batchEntries,
         maxBuffered: settings.bufferEntries,
         recordPulls: settings.recordPulls,
         log,
-        counters: { written: (n) => written.inc(n), dropped: (n, why) => dropped.inc({ reason: why }, n) },
+        counters: { written: (n) => written.inc(n), writtenUrgently: (n) => writtenUrgently.inc(n), dropped: (n, why) => dropped.inc({ reason: why }, n) },
         ...(forwarder ? { onWritten: (entries) => forwarder.enqueue(entries) } : {}),
       })
     : undefined;

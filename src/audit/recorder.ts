@@ -7,6 +7,12 @@
  * and counted (metric berth_audit_dropped_total, and a warning in the log). stop() writes what is
  * left, so a graceful shutdown loses nothing.
  *
+ * The writer is normally a worker thread at a low scheduling priority (writer.ts), which writes
+ * when the server has CPU to spare. A server kept busy long enough starves it; rather than let the
+ * backlog reach the bound and drop entries, batches then go to `urgentWriter` (the request thread
+ * itself) while more than `urgentAbove` entries wait, or once a batch's first entry has waited
+ * `urgentAfterMs` (a busy server with few pulls would otherwise keep entries out of the log for long).
+ *
  * The timer is this node's memory being written out, not shared periodic work, so it is a timer
  * rather than a scheduled job (as the pull-time recorder of retention).
  */
@@ -23,6 +29,8 @@ export interface RecorderLogger {
 export interface RecorderCounters {
   /** Entries written. */
   written(count: number): void;
+  /** Entries written by the urgent writer (the backlog was above urgentAbove). */
+  writtenUrgently?(count: number): void;
   /** Entries dropped because the buffer was full (or could not be written at all). */
   dropped(count: number, why: 'buffer-full' | 'unwritable'): void;
 }
@@ -30,8 +38,15 @@ export interface RecorderCounters {
 export interface AuditRecorderOptions {
   /** Where batches are written (the store on this thread, or a writer thread). */
   readonly writer: AuditWriter;
+  /** Where batches are written while more than `urgentAbove` entries wait (none: always `writer`). */
+  readonly urgentWriter?: AuditWriter;
+  readonly urgentAbove?: number;
+  /** ...or while the batch's first entry has waited longer than this (a starved writer must not hold entries back for long at a low rate either). */
+  readonly urgentAfterMs?: number;
   readonly flushIntervalMs: number;
   readonly batchEntries: number;
+  /** Most entries one batch (one transaction) holds; more waiting are written as several, one after the other. */
+  readonly transactionEntries?: number;
   readonly maxBuffered: number;
   /** Pulls are the high-rate events; Harbor lets them be left out (pull_audit_log_disable). */
   readonly recordPulls: boolean;
@@ -47,7 +62,7 @@ export class AuditRecorder {
   readonly #writer: AuditWriter;
   readonly #options: AuditRecorderOptions;
   /** Entries not yet handed to the writer, as bytes off the JavaScript heap (see batch.ts). */
-  #encoder = new BatchEncoder();
+  #encoder: BatchEncoder;
   /** Sealed batches waiting, in order (a batch that failed goes back to the front). */
   #queue: EncodedBatch[] = [];
   #queued = 0;
@@ -65,6 +80,7 @@ export class AuditRecorder {
   constructor(options: AuditRecorderOptions) {
     this.#writer = options.writer;
     this.#options = options;
+    this.#encoder = new BatchEncoder(options.transactionEntries);
   }
 
   /** Subscribes to the events the audit log keeps. */
@@ -143,13 +159,17 @@ export class AuditRecorder {
       const batch = this.#queue.shift();
       if (batch === undefined) return;
       this.#queued -= batch.count;
+      const urgent = this.#options.urgentWriter !== undefined && (this.pending + batch.count > (this.#options.urgentAbove ?? Number.POSITIVE_INFINITY) || Date.now() - (batch.firstAt ?? Date.now()) > (this.#options.urgentAfterMs ?? Number.POSITIVE_INFINITY));
       this.#inFlight = batch.count;
       try {
-        const written = await this.#writer.append(batch);
+        const written = await (urgent ? (this.#options.urgentWriter as AuditWriter) : this.#writer).append(batch);
         this.#failures = 0;
         this.#retryAt = 0;
         this.#options.counters?.written(written.count);
+        if (urgent) this.#options.counters?.writtenUrgently?.(written.count);
         if (written.entries) this.#options.onWritten?.(written.entries);
+        // The urgent writer is the request thread: let the requests waiting run between two of its batches.
+        if (urgent) await new Promise((resolve) => setImmediate(resolve));
       } catch (err) {
         if (isDataError(err) && batch.count > 1) {
           // One bad entry must not hold back the others: write them one by one, dropping only what the database refuses.

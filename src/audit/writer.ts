@@ -38,14 +38,21 @@ export interface ThreadedWriterOptions {
   readonly sqliteFile: string;
   /** Send the written entries back (for forwarding); otherwise only their count. */
   readonly wantEntries: boolean;
+  /** Scheduling niceness of the thread (0–19; 19 yields the CPU to requests the most). */
+  readonly nice?: number;
+  /** Told when the thread reports a problem that does not stop it (its priority could not be set). */
+  readonly onWarning?: (message: string) => void;
 }
+
+/** The writer thread's name, as `top -H` and /proc/<pid>/task/<tid>/comm show it (15 characters at most). */
+export const WRITER_THREAD_NAME = 'audit-writer';
 
 interface Pending {
   resolve(written: Written): void;
   reject(error: Error): void;
 }
 
-type Reply = { id: number; entries: AuditEntry[] | undefined; count: number } | { id: number; error: { name: string; message: string; code?: string } } | { closed: true };
+type Reply = { id: number; entries: AuditEntry[] | undefined; count: number } | { id: number; error: { name: string; message: string; code?: string } } | { closed: true } | { warning: string };
 
 /** Writes on a worker thread, started at the first batch (and again if it dies). */
 export class ThreadedAuditWriter implements AuditWriter {
@@ -60,10 +67,17 @@ export class ThreadedAuditWriter implements AuditWriter {
   }
 
   #start(): Worker {
-    const worker = new Worker(new URL('./writer-thread.ts', import.meta.url), { workerData: { url: this.#options.url, sqliteFile: this.#options.sqliteFile, wantEntries: this.#options.wantEntries } });
+    const worker = new Worker(new URL('./writer-thread.ts', import.meta.url), {
+      name: WRITER_THREAD_NAME,
+      workerData: { url: this.#options.url, sqliteFile: this.#options.sqliteFile, wantEntries: this.#options.wantEntries, nice: this.#options.nice ?? 0 },
+    });
     worker.unref();
     worker.on('message', (reply: Reply) => {
       if ('closed' in reply) return;
+      if ('warning' in reply) {
+        this.#options.onWarning?.(reply.warning);
+        return;
+      }
       const pending = this.#pending.get(reply.id);
       if (!pending) return;
       this.#pending.delete(reply.id);

@@ -81,7 +81,16 @@ export const CONFIG_SCHEMA = {
     recordPulls: bool(true, "Record pulls too (the high-rate events; Harbor's pull_audit_log_disable turned around)."),
     flushIntervalMs: int(200, 'How often buffered audit entries are written, in milliseconds (one transaction per batch).', 10, 60_000),
     batchEntries: int(500, 'A write starts early when this many entries wait.', 1, 2000),
-    writerThread: bool(false, 'Hash and write audit entries on a worker thread with its own database connection, off the thread that serves requests (more CPU in all).'),
+    writerThread: bool(
+      true,
+      'Hash and write audit entries on a worker thread with its own database connection at a low priority (writerThreadNice), so requests go first; false writes them on the thread that serves requests.',
+    ),
+    writerThreadNice: int(
+      19,
+      "Scheduling niceness of the audit writer thread (Linux: that thread only): 19 lets requests go first; 0 competes with them. Whatever it is, batches are written on the request thread while more than batchEntries × 10 entries (at most a quarter of bufferEntries) wait or the oldest has waited flushIntervalMs × 10 (at least 1 s), so a busy server writes entries late but does not drop them.",
+      0,
+      19,
+    ),
     bufferEntries: int(100_000, 'Entries kept in memory while the database does not take them; past this, new ones are dropped and counted.', 100, 10_000_000),
     retainDays: int(0, 'Entries older than this many days are purged by a scheduled job (0 keeps them).', 0, 36500),
     maxEntries: int(0, 'Only the newest this many entries are kept by the scheduled purge (0: no limit).', 0),

@@ -5,6 +5,7 @@
  * by stop(). Run against a real store on every backend, and against a store that fails on demand.
  */
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -13,7 +14,7 @@ import { type AuditEntry, type AuditRecord, GENESIS_HASH } from '../../src/audit
 import { BatchEncoder, decodeBatch, type EncodedBatch, encodeBatch } from '../../src/audit/batch.ts';
 import { AuditRecorder, type AuditRecorderOptions } from '../../src/audit/recorder.ts';
 import { AuditStore } from '../../src/audit/store.ts';
-import { storeWriter, ThreadedAuditWriter, type Written } from '../../src/audit/writer.ts';
+import { storeWriter, ThreadedAuditWriter, WRITER_THREAD_NAME, type Written } from '../../src/audit/writer.ts';
 import { createDatabase, type DatabaseHandle } from '../../src/platform/db/database.ts';
 import { EventBus, type RegistryOperationEvent } from '../../src/platform/events/bus.ts';
 import { BACKENDS, createTestDatabase, type TestDatabase } from '../helpers/backends.ts';
@@ -135,6 +136,24 @@ describe('audit recorder', () => {
     await recorder.stop();
   });
 
+  it('cuts batches at the most records asked for, each decoding on its own, with the time of its first record', () => {
+    const encoder = new BatchEncoder(3);
+    const records = Array.from({ length: 7 }, (_, i) => rec(i));
+    for (const r of records) encoder.push(r);
+    assert.equal(encoder.count, 7);
+    const batches = encoder.seal();
+    assert.deepEqual(
+      batches.map((b) => b.count),
+      [3, 3, 1],
+    );
+    assert.deepEqual(batches.map(decodeBatch), [records.slice(0, 3), records.slice(3, 6), records.slice(6)]);
+    assert.deepEqual(
+      batches.map((b) => b.firstAt),
+      [records[0]?.at, records[3]?.at, records[6]?.at],
+    );
+    assert.equal(encoder.count, 0);
+  });
+
   it('encodes entries off the heap and decodes them as they were (text of any kind, nulls, an entry larger than a slab)', () => {
     const records: AuditRecord[] = [
       rec(1),
@@ -200,6 +219,105 @@ describe('audit recorder', () => {
     );
     assert.equal(recorder.pending, 0);
     await recorder.stop();
+  });
+
+  it('hands batches to the urgent writer while the backlog is above its mark, and back once it is not', async () => {
+    // The background writer (a low-priority thread on a busy server) takes a batch and does not answer until released.
+    const order: string[] = [];
+    const log = (who: string, records: readonly AuditRecord[]) => order.push(...records.map((r) => `${who}:${r.requestId}`));
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const background = {
+      batches: [] as number[],
+      async append(batch: EncodedBatch): Promise<Written> {
+        await held;
+        this.batches.push(batch.count);
+        log('background', decodeBatch(batch));
+        return { count: batch.count, entries: undefined };
+      },
+      close: async () => {},
+    };
+    const urgent = {
+      batches: [] as number[],
+      async append(batch: EncodedBatch): Promise<Written> {
+        this.batches.push(batch.count);
+        log('urgent', decodeBatch(batch));
+        return { count: batch.count, entries: undefined };
+      },
+      close: async () => {},
+    };
+    const counts = { written: 0, urgently: 0 };
+    const recorder = new AuditRecorder({
+      writer: background,
+      urgentWriter: urgent,
+      urgentAbove: 25,
+      flushIntervalMs: 10_000,
+      batchEntries: 10,
+      maxBuffered: 1000,
+      recordPulls: true,
+      counters: { written: (n) => (counts.written += n), writtenUrgently: (n) => (counts.urgently += n), dropped: () => assert.fail('nothing is dropped') },
+    });
+    for (let i = 0; i < 10; i++) recorder.record(rec(i));
+    // The first batch (10 waiting: under the mark) went to the background writer, which holds it; 30 more pile up.
+    for (let i = 10; i < 40; i++) recorder.record(rec(i));
+    assert.equal(recorder.pending, 40);
+    release();
+    await waitUntil(() => urgent.batches.length === 1, 'the backlog written by the urgent writer');
+    assert.deepEqual(background.batches, [10]);
+    assert.deepEqual(urgent.batches, [30], '30 waiting, above the mark of 25');
+    for (let i = 40; i < 45; i++) recorder.record(rec(i));
+    await recorder.stop();
+    assert.deepEqual(background.batches, [10, 5], 'a backlog under the mark goes back to the background writer');
+    assert.deepEqual(
+      order,
+      Array.from({ length: 45 }, (_, i) => `${i < 10 || i >= 40 ? 'background' : 'urgent'}:r${i}`),
+      'one batch at a time, in order, whoever writes it',
+    );
+    assert.deepEqual(counts, { written: 45, urgently: 30 });
+  });
+
+  it('hands a batch to the urgent writer once its first entry has waited too long, however few wait', async () => {
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const written: string[] = [];
+    const writer = (who: string, wait: Promise<void>) => ({
+      async append(batch: EncodedBatch): Promise<Written> {
+        await wait;
+        written.push(...decodeBatch(batch).map((r) => `${who}:${r.requestId}`));
+        return { count: batch.count, entries: undefined };
+      },
+      close: async () => {},
+    });
+    const recorder = new AuditRecorder({
+      writer: writer('background', held),
+      urgentWriter: writer('urgent', Promise.resolve()),
+      urgentAbove: 1000,
+      urgentAfterMs: 100,
+      flushIntervalMs: 10,
+      batchEntries: 1000,
+      maxBuffered: 10_000,
+      recordPulls: true,
+    });
+    // Entries are stamped now: the first batch goes to the background writer, which holds it.
+    recorder.record({ ...rec(0), at: Date.now() });
+    recorder.start();
+    await waitUntil(() => recorder.pending === 1 && written.length === 0, 'the first batch taken');
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    recorder.record({ ...rec(1), at: Date.now() });
+    recorder.record({ ...rec(2), at: Date.now() });
+    // The held batch is released after the two have waited longer than urgentAfterMs.
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    release();
+    await waitUntil(() => written.length === 3, 'every entry written');
+    assert.deepEqual(written, ['background:r0', 'urgent:r1', 'urgent:r2']);
+    // A fresh entry goes back to the background writer.
+    recorder.record({ ...rec(3), at: Date.now() });
+    await recorder.stop();
+    assert.deepEqual(written.slice(3), ['background:r3']);
   });
 
   it('drops only the entry the database refuses, not its batch', async () => {
@@ -324,6 +442,28 @@ for (const backend of BACKENDS) {
         await counting.close();
       }
       await assert.rejects(forwarding.append(encodeBatch([rec(7)])), /closed/);
+    });
+
+    it('runs the writer thread at the niceness asked for (that thread only: the request thread keeps its own)', async () => {
+      const niceOf = (tid: string) => {
+        const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+      };
+      const writerThreads = () => readdirSync('/proc/self/task').filter((tid) => readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim() === WRITER_THREAD_NAME);
+      const mainNice = niceOf(String(process.pid));
+      assert.deepEqual(writerThreads(), [], 'no writer thread before the first batch');
+      const warnings: string[] = [];
+      const writer = new ThreadedAuditWriter({ url: testDb.url, sqliteFile: path.join(dir, 'berth.db'), wantEntries: false, nice: 17, onWarning: (w) => warnings.push(w) });
+      try {
+        assert.equal((await writer.append(encodeBatch([rec(1)]))).count, 1);
+        const [tid, ...others] = writerThreads();
+        assert.ok(tid !== undefined && others.length === 0, 'one thread named for the audit writer');
+        assert.equal(niceOf(tid), 17);
+        assert.equal(niceOf(String(process.pid)), mainNice, 'the request thread is left as it was');
+        assert.deepEqual(warnings, []);
+      } finally {
+        await writer.close();
+      }
     });
 
     it('writes every recorded entry, in order, as a verifiable chain', async () => {
