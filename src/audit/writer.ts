@@ -55,6 +55,11 @@ interface Pending {
 type Reply = { id: number; entries: AuditEntry[] | undefined; count: number } | { id: number; error: { name: string; message: string; code?: string } } | { closed: true } | { warning: string };
 
 /** Writes on a worker thread, started at the first batch (and again if it dies). */
+/** `bytes` copied into an ArrayBuffer of exactly their length, which can be transferred to a thread. */
+export function ownBufferCopy(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(bytes);
+}
+
 export class ThreadedAuditWriter implements AuditWriter {
   readonly #options: ThreadedWriterOptions;
   #worker: Worker | undefined;
@@ -106,8 +111,12 @@ export class ThreadedAuditWriter implements AuditWriter {
     const id = this.#nextId++;
     return new Promise<Written>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      // The bytes are copied to the thread (one memory copy); the batch stays here until the reply.
-      worker.postMessage({ id, bytes: batch.bytes, count: batch.count });
+      // The batch's bytes are copied once into a buffer of their own, which is handed over (not
+      // copied again) to the thread; the batch stays here until the reply. Posting the view itself
+      // would clone its whole slab (256 KiB for a few KiB of entries): measured 175–350 µs of
+      // request-thread CPU per batch, and as much garbage on the writer thread.
+      const bytes = ownBufferCopy(batch.bytes);
+      worker.postMessage({ id, bytes, count: batch.count }, [bytes.buffer]);
     });
   }
 

@@ -9,12 +9,13 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { MessageChannel } from 'node:worker_threads';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { type AuditEntry, type AuditRecord, GENESIS_HASH } from '../../src/audit/entry.ts';
 import { BatchEncoder, decodeBatch, type EncodedBatch, encodeBatch } from '../../src/audit/batch.ts';
 import { AuditRecorder, type AuditRecorderOptions } from '../../src/audit/recorder.ts';
 import { AuditStore } from '../../src/audit/store.ts';
-import { storeWriter, ThreadedAuditWriter, WRITER_THREAD_NAME, type Written } from '../../src/audit/writer.ts';
+import { ownBufferCopy, storeWriter, ThreadedAuditWriter, WRITER_THREAD_NAME, type Written } from '../../src/audit/writer.ts';
 import { createDatabase, type DatabaseHandle } from '../../src/platform/db/database.ts';
 import { EventBus, type RegistryOperationEvent } from '../../src/platform/events/bus.ts';
 import { BACKENDS, createTestDatabase, type TestDatabase } from '../helpers/backends.ts';
@@ -152,6 +153,25 @@ describe('audit recorder', () => {
       [records[0]?.at, records[3]?.at, records[6]?.at],
     );
     assert.equal(encoder.count, 0);
+  });
+
+  it('hands a batch to the writer thread as a buffer of its own size, leaving the slab and the batch intact', async () => {
+    const encoder = new BatchEncoder(3);
+    const records = Array.from({ length: 7 }, (_, i) => rec(i));
+    for (const r of records) encoder.push(r);
+    const [first] = encoder.seal();
+    assert.ok(first !== undefined && first.bytes.buffer.byteLength > first.bytes.byteLength * 10, 'a batch is a view into a larger slab');
+    const copy = ownBufferCopy(first.bytes);
+    assert.equal(copy.buffer.byteLength, first.bytes.byteLength);
+    // Transferred as the writer transfers it: the receiver decodes the same records, the batch here still decodes.
+    const { port1, port2 } = new MessageChannel();
+    const received = new Promise<Uint8Array>((resolve) => port2.once('message', (m: { bytes: Uint8Array }) => resolve(m.bytes)));
+    port1.postMessage({ bytes: copy }, [copy.buffer]);
+    const bytes = await received;
+    port1.close();
+    assert.equal(copy.byteLength, 0, 'the copy was handed over, not cloned');
+    assert.deepEqual(decodeBatch({ bytes, count: first.count }), records.slice(0, 3));
+    assert.deepEqual(decodeBatch(first), records.slice(0, 3));
   });
 
   it('encodes entries off the heap and decodes them as they were (text of any kind, nulls, an entry larger than a slab)', () => {
