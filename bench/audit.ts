@@ -24,9 +24,9 @@
  *   --write           write the section into BENCHMARKS.md
  *   --keep            keep the work folder
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -171,6 +171,22 @@ function mainThreadCpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
+/** One server of the overhead section and what it measured (in the current placement, save `served`). */
+interface OverheadServer {
+  readonly variant: Variant;
+  readonly server: Berth;
+  results: RoundResult[];
+  /** Manifest GETs served since its start (each must be in its audit log). */
+  served: number;
+  cpuStart: number;
+  cpuEnd: number;
+  maxBacklog: number;
+  maxDrainMs: number;
+  urgentStart: number;
+  urgent: number;
+  wholeOps: number;
+}
+
 interface RoundResult {
   readonly rate: number;
   readonly cpuUs: number;
@@ -265,15 +281,46 @@ interface VariantRow {
   readonly urgent: number | undefined;
 }
 
-interface OverheadResult {
+/**
+ * Where a server's threads may run. `one-core`: all of them on PIN_CPU, so whatever the audit log
+ * costs, in any thread, is taken from the requests' core. `request-thread`: only the thread that
+ * serves requests is held on PIN_CPU; V8's helpers, libuv's pool and the audit writer thread run
+ * wherever the kernel puts them, as they do in a Berth on a machine with cores to spare (they then
+ * share the other core with the load generator, so what they take from it still shows in the rate).
+ */
+type Placement = 'one-core' | 'request-thread';
+
+interface PlacementResult {
+  readonly placement: Placement;
   readonly rows: VariantRow[];
+  readonly loadStart: string;
+  readonly loadEnd: string;
+  /** Threads moved off PIN_CPU (request-thread placement). */
+  readonly movedThreads: number;
+}
+
+interface OverheadResult {
+  readonly placements: PlacementResult[];
   readonly instances: number;
   readonly recorded: number;
   readonly served: number;
   readonly verified: { valid: boolean; checked: number; seconds: number };
-  readonly loadStart: string;
-  readonly loadEnd: string;
   readonly seconds: number;
+}
+
+/** Lets every thread of `pid` but the request thread run on any CPU; returns how many were moved. */
+function freeHelperThreads(pid: number): number {
+  let moved = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    if (tid === String(pid)) continue;
+    try {
+      execFileSync(TASKSET, ['-p', '-c', `0-${os.cpus().length - 1}`, tid], { stdio: 'ignore' });
+      moved++;
+    } catch {
+      // The thread ended in between.
+    }
+  }
+  return moved;
 }
 
 /**
@@ -283,72 +330,24 @@ interface OverheadResult {
  */
 async function overhead(instances: number): Promise<OverheadResult> {
   const t0 = performance.now();
-  const loadStart = loadAverage();
-  const servers: Array<{ variant: Variant; server: Berth; results: RoundResult[]; served: number; cpuStart: number; cpuEnd: number; maxBacklog: number; maxDrainMs: number; urgent: number; wholeOps: number }> = [];
+  const servers: OverheadServer[] = [];
   try {
     for (let i = 0; i < instances; i++) {
-      for (const { variant, env } of VARIANTS) servers.push({ variant, server: await startBerth(`audit-${variant}-${i + 1}`, { BERTH_AUTH_ENABLED: 'false', ...env }), results: [], served: 0, cpuStart: 0, cpuEnd: 0, maxBacklog: 0, maxDrainMs: 0, urgent: 0, wholeOps: 0 });
+      for (const { variant, env } of VARIANTS) servers.push({ variant, server: await startBerth(`audit-${variant}-${i + 1}`, { BERTH_AUTH_ENABLED: 'false', ...env }), results: [], served: 0, cpuStart: 0, cpuEnd: 0, maxBacklog: 0, maxDrainMs: 0, urgentStart: 0, urgent: 0, wholeOps: 0 });
     }
     for (const s of servers) await seedImage(s.server.baseUrl);
+    // The warm-up also starts the writer threads (at the first batch), so that the placement below reaches them.
     for (const s of servers) {
       s.served += (await manifestLoad(s.server, 1000)).ops;
       if (s.variant !== 'off') await drain(s.server);
     }
-    await sleep(IDLE_PAUSE_MS);
-    for (const s of servers) s.cpuStart = cpuSeconds(s.server.pid);
-    for (let round = 0; round < rounds; round++) {
-      const order = round % 2 === 0 ? servers : [...servers].reverse();
-      for (const s of order) {
-        // The lead-in brings the audit writer to its steady state (a backlog it keeps up with, or not) before the measurement.
-        const leadIn = (await manifestLoad(s.server, requestMs / 2)).ops;
-        const result = await manifestLoad(s.server, requestMs);
-        s.served += leadIn + result.ops;
-        s.wholeOps += leadIn + result.ops;
-        s.results.push(result);
-        if (s.variant !== 'off') {
-          s.maxBacklog = Math.max(s.maxBacklog, (await auditMetric(s.server, 'berth_audit_buffered_entries')) ?? 0);
-          // What this server put off is written before the next one is measured, so that it takes no CPU from another's measurement.
-          s.maxDrainMs = Math.max(s.maxDrainMs, await drain(s.server));
-        }
-      }
-      log(`  overhead round ${round + 1}/${rounds}`);
+    const placements: PlacementResult[] = [];
+    // One core first: threads can be let off the core, not put back on it (new ones follow their creator).
+    for (const placement of PIN_CPU === undefined ? (['request-thread'] as const) : (['one-core', 'request-thread'] as const)) {
+      let movedThreads = 0;
+      if (placement === 'request-thread' && PIN_CPU !== undefined) for (const s of servers) movedThreads += freeHelperThreads(s.server.pid);
+      placements.push({ ...(await measureRounds(servers, placement)), movedThreads });
     }
-    // Whatever a low-priority writer put off is written now, while the servers idle; its CPU counts in the whole-run figure.
-    await sleep(IDLE_PAUSE_MS);
-    for (const s of servers) {
-      s.cpuEnd = cpuSeconds(s.server.pid);
-      if (s.variant !== 'off') s.urgent = (await auditMetric(s.server, 'berth_audit_entries_written_urgently_total')) ?? 0;
-    }
-    const meanRate = (variant: Variant, round: number) => {
-      const of = servers.filter((s) => s.variant === variant);
-      return of.reduce((n, s) => n + (s.results[round] as RoundResult).rate, 0) / of.length;
-    };
-    const rows = VARIANTS.map(({ variant, title }): VariantRow => {
-      const of = servers.filter((s) => s.variant === variant);
-      const all = of.flatMap((s) => s.results);
-      const ops = all.reduce((n, r) => n + r.ops, 0);
-      const weighted = (pick: (r: RoundResult) => number, rs: readonly RoundResult[]) => rs.reduce((n, r) => n + pick(r) * r.ops, 0) / rs.reduce((n, r) => n + r.ops, 0);
-      const perInstance = of.map((s) => ({ rate: median(s.results.map((r) => r.rate)), cpuUs: weighted((r) => r.cpuUs, s.results), mainUs: weighted((r) => r.mainUs, s.results) }));
-      return {
-        variant,
-        title,
-        rate: perInstance.reduce((n, i) => n + i.rate, 0) / perInstance.length,
-        pairedRatio: median(Array.from({ length: rounds }, (_, r) => meanRate(variant, r) / meanRate('off', r))),
-        p50: median(all.map((r) => quantile(r.latencies, 0.5))),
-        p99: median(all.map((r) => quantile(r.latencies, 0.99))),
-        cpuUs: weighted((r) => r.cpuUs, all),
-        mainUs: weighted((r) => r.mainUs, all),
-        instances: perInstance,
-        ops,
-        errors: all.reduce((n, r) => n + r.errors, 0),
-        wholeCpuUs: (of.reduce((n, s) => n + s.cpuEnd - s.cpuStart, 0) * 1e6) / of.reduce((n, s) => n + s.wholeOps, 0),
-        wholeOps: of.reduce((n, s) => n + s.wholeOps, 0),
-        maxBacklog: variant === 'off' ? undefined : Math.max(...of.map((s) => s.maxBacklog)),
-        maxDrainMs: variant === 'off' ? undefined : Math.max(...of.map((s) => s.maxDrainMs)),
-        urgent: variant === 'off' ? undefined : of.reduce((n, s) => n + s.urgent, 0),
-      };
-    });
-    const loadEnd = loadAverage();
     // A graceful stop writes what is buffered; then every GET served must be in the log, and the chains must verify.
     let recorded = 0;
     let served = 0;
@@ -376,10 +375,79 @@ async function overhead(instances: number): Promise<OverheadResult> {
         await handle.close();
       }
     }
-    return { rows, instances, recorded, served, verified: { valid, checked, seconds: verifySeconds }, loadStart, loadEnd, seconds: (performance.now() - t0) / 1000 };
+    return { placements, instances, recorded, served, verified: { valid, checked, seconds: verifySeconds }, seconds: (performance.now() - t0) / 1000 };
   } finally {
     for (const s of servers) await s.server.stop();
   }
+}
+
+/** Runs the rounds over every server in one placement; the rows compare the variants within it. */
+async function measureRounds(servers: OverheadServer[], placement: Placement): Promise<Omit<PlacementResult, 'movedThreads'>> {
+  const loadStart = loadAverage();
+  for (const s of servers) {
+    s.results = [];
+    s.wholeOps = 0;
+    s.maxBacklog = 0;
+    s.maxDrainMs = 0;
+    if (s.variant !== 'off') s.urgentStart = (await auditMetric(s.server, 'berth_audit_entries_written_urgently_total')) ?? 0;
+  }
+  log(`  overhead, placement ${placement}`);
+  await sleep(IDLE_PAUSE_MS);
+  for (const s of servers) s.cpuStart = cpuSeconds(s.server.pid);
+  for (let round = 0; round < rounds; round++) {
+    const order = round % 2 === 0 ? servers : [...servers].reverse();
+    for (const s of order) {
+      // The lead-in brings the audit writer to its steady state (a backlog it keeps up with, or not) before the measurement.
+      const leadIn = (await manifestLoad(s.server, requestMs / 2)).ops;
+      const result = await manifestLoad(s.server, requestMs);
+      s.served += leadIn + result.ops;
+      s.wholeOps += leadIn + result.ops;
+      s.results.push(result);
+      if (s.variant !== 'off') {
+        s.maxBacklog = Math.max(s.maxBacklog, (await auditMetric(s.server, 'berth_audit_buffered_entries')) ?? 0);
+        // What this server put off is written before the next one is measured, so that it takes no CPU from another's measurement.
+        s.maxDrainMs = Math.max(s.maxDrainMs, await drain(s.server));
+      }
+    }
+    log(`  overhead round ${round + 1}/${rounds}`);
+  }
+  // Whatever a low-priority writer put off is written now, while the servers idle; its CPU counts in the whole-run figure.
+  await sleep(IDLE_PAUSE_MS);
+  for (const s of servers) {
+    s.cpuEnd = cpuSeconds(s.server.pid);
+    if (s.variant !== 'off') s.urgent = ((await auditMetric(s.server, 'berth_audit_entries_written_urgently_total')) ?? 0) - s.urgentStart;
+  }
+  const meanRate = (variant: Variant, round: number) => {
+    const of = servers.filter((s) => s.variant === variant);
+    return of.reduce((n, s) => n + (s.results[round] as RoundResult).rate, 0) / of.length;
+  };
+  const rows = VARIANTS.map(({ variant, title }): VariantRow => {
+    const of = servers.filter((s) => s.variant === variant);
+    const all = of.flatMap((s) => s.results);
+    const ops = all.reduce((n, r) => n + r.ops, 0);
+    const weighted = (pick: (r: RoundResult) => number, rs: readonly RoundResult[]) => rs.reduce((n, r) => n + pick(r) * r.ops, 0) / rs.reduce((n, r) => n + r.ops, 0);
+    const perInstance = of.map((s) => ({ rate: median(s.results.map((r) => r.rate)), cpuUs: weighted((r) => r.cpuUs, s.results), mainUs: weighted((r) => r.mainUs, s.results) }));
+    return {
+      variant,
+      title,
+      rate: perInstance.reduce((n, i) => n + i.rate, 0) / perInstance.length,
+      pairedRatio: median(Array.from({ length: rounds }, (_, r) => meanRate(variant, r) / meanRate('off', r))),
+      p50: median(all.map((r) => quantile(r.latencies, 0.5))),
+      p99: median(all.map((r) => quantile(r.latencies, 0.99))),
+      cpuUs: weighted((r) => r.cpuUs, all),
+      mainUs: weighted((r) => r.mainUs, all),
+      instances: perInstance,
+      ops,
+      errors: all.reduce((n, r) => n + r.errors, 0),
+      wholeCpuUs: (of.reduce((n, s) => n + s.cpuEnd - s.cpuStart, 0) * 1e6) / of.reduce((n, s) => n + s.wholeOps, 0),
+      wholeOps: of.reduce((n, s) => n + s.wholeOps, 0),
+      maxBacklog: variant === 'off' ? undefined : Math.max(...of.map((s) => s.maxBacklog)),
+      maxDrainMs: variant === 'off' ? undefined : Math.max(...of.map((s) => s.maxDrainMs)),
+      urgent: variant === 'off' ? undefined : of.reduce((n, s) => n + s.urgent, 0),
+    };
+  });
+  const loadEnd = loadAverage();
+  return { placement, rows, loadStart, loadEnd };
 }
 
 // ── 2. search at scale ───────────────────────────────────────────────────
@@ -606,36 +674,56 @@ function render(over: OverheadResult | undefined, searches: SearchResult[], seco
     '',
   );
   if (over) {
-    const base = over.rows.find((r) => r.variant === 'off');
-    const inline = over.rows.find((r) => r.variant === 'inline');
-    const thread0 = over.rows.find((r) => r.variant === 'thread0');
-    const thread = over.rows.find((r) => r.variant === 'thread');
     const range = (values: readonly number[], digits = 0) => `${fmt(Math.min(...values), digits)}–${fmt(Math.max(...values), digits)}`;
+    const nice = DEFAULT_NICE === 0 ? 19 : DEFAULT_NICE;
+    const judged = over.placements.at(-1)?.placement;
     lines.push(
       '### Overhead: manifest GET with the audit log on and off',
       '',
-      `- ${over.instances * VARIANTS.length} Berths side by side on 127.0.0.1, each started for this section with a fresh data folder, SQLite and auth off (as in the comparison with the reference registry: the cheapest manifest GET, so the audit's share is the largest), ${over.instances} per configuration: the audit log off (\`BERTH_AUDIT_ENABLED=false\`, the baseline); on, with its batches hashed and written on the thread that serves requests (\`BERTH_AUDIT_WRITER_THREAD=false\`); on, with them hashed and written by a worker thread with its own connection at the request thread's priority (\`BERTH_AUDIT_WRITER_THREAD_NICE=0\`); and on, with that thread at nice ${DEFAULT_NICE === 0 ? 19 : DEFAULT_NICE}, so that the kernel runs it when the request thread leaves the core free. Otherwise the default configuration (every pull becomes an entry, buffered, hashed into the chain and written every 200 ms or once 500 wait: one transaction per batch on the request thread, transactions of at most 100 entries on the writer thread). Identical Berth processes differ from one another by several percent (see the processes column), about as much as the audit log costs, so each configuration runs as ${over.instances} processes and is judged by their mean. Each holds the image \`${REPO}:latest\` (config, a 1 KiB layer, an OCI manifest).`,
-      `- Rows: a closed loop of ${CONCURRENCY} workers GETting the manifest by tag, one process at a time${PIN_CPU === undefined ? '' : ` (every server, all its threads, pinned to CPU ${PIN_CPU} with taskset, the load generator on the others)`}; ${rounds} rounds, each running every process for ${(requestMs / 2000).toFixed(2)} s of lead-in (not counted: the audit writer reaches its steady state, keeping up with the requests or falling behind) and then ${(requestMs / 1000).toFixed(2)} s measured under the same load, in an order that alternates, after a 1 s warm-up of each and ${IDLE_PAUSE_MS / 1000} s of quiet. After each measurement the next process waits until the measured one has no entry left to write (drained in: the longest such wait), so that no process writes its entries during another's measurement. The goal is judged on the median over the rounds of the configuration's mean rate divided by the baseline's mean rate in the same round. Server CPU from /proc/<pid>/stat (all threads) and /proc/<pid>/task/<pid>/stat (the request thread), summed over the configuration's processes and divided by their requests: during the measurements, and over the whole run (lead-ins, measurements and drains, from the first round to the end of ${IDLE_PAUSE_MS / 1000} s of quiet after the last, divided by the requests measured and led in: entries whose writing was put off until the core was free are counted too). Backlog: entries waiting to be written, read from /metrics (berth_audit_buffered_entries) at the end of each measurement; urgent: entries the request thread wrote because the writer thread had fallen behind (more than batchEntries × 10 waiting, or the oldest waiting for 2 s; berth_audit_entries_written_urgently_total). The load generator shares the machine's cores with the servers and whatever else runs (load average ${over.loadStart} at the start, ${over.loadEnd} at the end).`,
-      '',
-      '| # | row | req/s (mean of the processes) | vs audit off (median of per-round ratios) | goal | p50 / p99 ms | server CPU µs/req during the measurements (all threads) | request-thread CPU µs/req | server CPU µs/req, whole run | largest backlog; drained in; urgent | processes: req/s; CPU µs/req | requests | errors |',
-      '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
-      ...over.rows.map(
-        (r, i) =>
-          `| ${i + 1} | ${r.title} | ${fmt(r.rate, 0)} | ${r.variant === 'off' ? '1.00× (baseline)' : ratio(r.pairedRatio)} | ${r.variant === DEFAULT_VARIANT ? `≥ ${OVERHEAD_GOAL.toFixed(2)}×: ${r.pairedRatio >= OVERHEAD_GOAL ? 'met' : '**not met**'}` : 'info'} | ${fmt(r.p50, 2)} / ${fmt(r.p99, 2)} | ${fmt(r.cpuUs, 0)} | ${fmt(r.mainUs, 0)} | ${fmt(r.wholeCpuUs, 0)} | ${r.maxBacklog === undefined ? '—' : `${r.maxBacklog}; ${fmt(r.maxDrainMs ?? 0, 0)} ms; ${r.urgent}`} | ${range(r.instances.map((x) => x.rate))}; ${range(r.instances.map((x) => x.cpuUs))} | ${r.ops} | ${r.errors} |`,
-      ),
+      `- ${over.instances * VARIANTS.length} Berths side by side on 127.0.0.1, each started for this section with a fresh data folder, SQLite and auth off (as in the comparison with the reference registry: the cheapest manifest GET, so the audit's share is the largest), ${over.instances} per configuration: the audit log off (\`BERTH_AUDIT_ENABLED=false\`, the baseline); on, with its batches hashed and written on the thread that serves requests (\`BERTH_AUDIT_WRITER_THREAD=false\`); on, with them hashed and written by a worker thread with its own connection at the request thread's priority (\`BERTH_AUDIT_WRITER_THREAD_NICE=0\`); and on, with that thread at nice ${nice}, so that the kernel runs it when the request thread leaves the core free. Otherwise the default configuration (every pull becomes an entry, buffered, hashed into the chain and written every 200 ms or once 500 wait: one transaction per batch on the request thread, transactions of at most 100 entries on the writer thread). Identical Berth processes differ from one another by several percent (see the processes column), about as much as the audit log costs, so each configuration runs as ${over.instances} processes and is judged by their mean. Each holds the image \`${REPO}:latest\` (config, a 1 KiB layer, an OCI manifest).`,
+      `- Rows: a closed loop of ${CONCURRENCY} workers GETting the manifest by tag, one process at a time; ${rounds} rounds, each running every process for ${(requestMs / 2000).toFixed(2)} s of lead-in (not counted: the audit writer reaches its steady state, keeping up with the requests or falling behind) and then ${(requestMs / 1000).toFixed(2)} s measured under the same load, in an order that alternates, after a 1 s warm-up of each and ${IDLE_PAUSE_MS / 1000} s of quiet. After each measurement the next process waits until the measured one has no entry left to write (drained in: the longest such wait), so that no process writes its entries during another's measurement. A configuration's ratio is the median over the rounds of its mean rate divided by the baseline's mean rate in the same round. Server CPU from /proc/<pid>/stat (all threads) and /proc/<pid>/task/<pid>/stat (the request thread), summed over the configuration's processes and divided by their requests: during the measurements, and over the whole run (lead-ins, measurements and drains, from the first round to the end of ${IDLE_PAUSE_MS / 1000} s of quiet after the last, divided by the requests measured and led in: entries whose writing was put off until the core was free are counted too). Backlog: entries waiting to be written, read from /metrics (berth_audit_buffered_entries) at the end of each measurement; urgent: entries the request thread wrote because the writer thread had fallen behind (more than batchEntries × 10 waiting, or the oldest waiting for 2 s; berth_audit_entries_written_urgently_total). The load generator shares the machine's cores with the servers and whatever else runs.`,
+      PIN_CPU === undefined
+        ? '- Placement: taskset or a second CPU is missing, so every thread runs where the kernel puts it.'
+        : `- Placement: the same processes are measured twice. First with every server's threads (request thread, V8's helper threads, libuv's pool, the audit writer thread) pinned to CPU ${PIN_CPU} with taskset, the load generator left to the others: everything the audit log costs, in whichever thread, is then taken from the requests' core. Then with only each server's request thread held on CPU ${PIN_CPU} and its other threads let run on any CPU, as they do when Berth runs on a machine with more than one core: the writer thread then mostly runs beside the load generator, so what it takes from the machine still lowers the closed loop's rate. The goal is judged in the second placement: it is the one a deployment has, and the one that tells whether recording slows the request path; the first is the cost on a machine with one core.`,
       '',
     );
-    if (base && inline && thread0 && thread) {
-      const more = (r: VariantRow) => `${fmt(r.wholeCpuUs - base.wholeCpuUs, 0)} µs (${pct((r.wholeCpuUs - base.wholeCpuUs) / base.wholeCpuUs)})`;
+    for (const run of over.placements) {
+      const base = run.rows.find((r) => r.variant === 'off');
+      const inline = run.rows.find((r) => r.variant === 'inline');
+      const thread0 = run.rows.find((r) => r.variant === 'thread0');
+      const thread = run.rows.find((r) => r.variant === 'thread');
+      const isJudged = run.placement === judged;
       lines.push(
-        `Noise floor: the ${over.instances} identical audit-off processes ran at ${range(base.instances.map((x) => x.rate))} req/s and spent ${range(base.instances.map((x) => x.cpuUs))} µs of CPU per request.`,
+        run.placement === 'one-core' ? `#### Every thread of each server on CPU ${PIN_CPU} (one core)` : PIN_CPU === undefined ? '#### Threads where the kernel puts them' : `#### The request thread on CPU ${PIN_CPU}, the other threads on any CPU (${run.movedThreads} threads let off the core)`,
         '',
-        `What the audit log costs in CPU, over the whole run (${fmt(base.wholeCpuUs, 0)} µs per request with it off): ${more(inline)} more per request written on the request thread, ${more(thread0)} on a writer thread at the same priority (the batches are copied to the thread and written with a second connection), ${more(thread)} on the low-priority writer thread. A writer thread at nice ${DEFAULT_NICE === 0 ? 19 : DEFAULT_NICE} only moves that work into the time the core is free: with the audit log off the servers kept their core ${pct((base.rate * base.cpuUs) / 1e6)} busy during the measurements, and the low-priority writer's work at its rate is ${pct((thread.rate * (thread.wholeCpuUs - base.wholeCpuUs)) / 1e6)} of the core; ${(thread.urgent ?? 0) > 0 ? `it fell behind, and the request thread wrote ${thread.urgent} of the ${thread.wholeOps} entries itself (urgent), so that cost landed on the requests` : `it kept up (no urgent writes; at most ${thread.maxBacklog} entries waited)`}. Meeting the goal on a core this busy takes an audit log that costs less than ${fmt(OVERHEAD_GOAL_SHARE * base.wholeCpuUs, 0)} µs of CPU per entry in all.`,
+        `Load average ${run.loadStart} at the start, ${run.loadEnd} at the end.`,
         '',
-        `Completeness: after the rounds, every audit-on Berth was stopped gracefully (SIGTERM) and its database read: ${over.recorded} pull entries for the ${over.served} manifest GETs they served (warm-up included)${over.recorded === over.served ? ' — none lost' : ` — **${over.served - over.recorded} missing**`}; the chains of their ${over.verified.checked} entries ${over.verified.valid ? 'verify' : '**do not verify**'} (${fmt(over.verified.checked / over.verified.seconds / 1000, 0)} thousand entries per second by \`AuditStore.verify\`).`,
+        '| # | row | req/s (mean of the processes) | vs audit off (median of per-round ratios) | goal | p50 / p99 ms | server CPU µs/req during the measurements (all threads) | request-thread CPU µs/req | server CPU µs/req, whole run | largest backlog; drained in; urgent | processes: req/s; CPU µs/req | requests | errors |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+        ...run.rows.map(
+          (r, i) =>
+            `| ${i + 1} | ${r.title} | ${fmt(r.rate, 0)} | ${r.variant === 'off' ? '1.00× (baseline)' : ratio(r.pairedRatio)} | ${r.variant === DEFAULT_VARIANT && isJudged ? `≥ ${OVERHEAD_GOAL.toFixed(2)}×: ${r.pairedRatio >= OVERHEAD_GOAL ? 'met' : '**not met**'}` : 'info'} | ${fmt(r.p50, 2)} / ${fmt(r.p99, 2)} | ${fmt(r.cpuUs, 0)} | ${fmt(r.mainUs, 0)} | ${fmt(r.wholeCpuUs, 0)} | ${r.maxBacklog === undefined ? '—' : `${r.maxBacklog}; ${fmt(r.maxDrainMs ?? 0, 0)} ms; ${r.urgent}`} | ${range(r.instances.map((x) => x.rate))}; ${range(r.instances.map((x) => x.cpuUs))} | ${r.ops} | ${r.errors} |`,
+        ),
         '',
       );
+      if (base && inline && thread0 && thread) {
+        const more = (r: VariantRow) => `${fmt(r.wholeCpuUs - base.wholeCpuUs, 0)} µs (${pct((r.wholeCpuUs - base.wholeCpuUs) / base.wholeCpuUs)})`;
+        const fellBehind = (thread.urgent ?? 0) > 0 ? `fell behind, and the request thread wrote ${thread.urgent} of the ${thread.wholeOps} entries itself (urgent), so that cost landed on the requests` : `kept up (no urgent writes; at most ${thread.maxBacklog} entries waited)`;
+        lines.push(
+          `Noise floor: the ${over.instances} identical audit-off processes ran at ${range(base.instances.map((x) => x.rate))} req/s and spent ${range(base.instances.map((x) => x.cpuUs))} µs of CPU per request.`,
+          '',
+          `What the audit log costs in CPU, over the whole run (${fmt(base.wholeCpuUs, 0)} µs per request with it off): ${more(inline)} more per request written on the request thread, ${more(thread0)} on a writer thread at the same priority (the batches are copied to the thread and written with a second connection), ${more(thread)} on the low-priority writer thread. The request thread's own CPU per request rises by ${fmt(inline.mainUs - base.mainUs, 0)} µs when it writes the entries, by ${fmt(thread0.mainUs - base.mainUs, 0)} and ${fmt(thread.mainUs - base.mainUs, 0)} µs with a writer thread (nice 0 and ${nice}). ` +
+            (run.placement === 'one-core'
+              ? `On one core a writer thread at nice ${nice} only moves the work into the time the core is free: with the audit log off the servers kept their core ${pct((base.rate * base.cpuUs) / 1e6)} busy during the measurements, and the low-priority writer's work at its rate is ${pct((thread.rate * (thread.wholeCpuUs - base.wholeCpuUs)) / 1e6)} of the core; it ${fellBehind}; and a thread sharing the core also slows the request thread itself (its caches are refilled after each switch). Meeting the goal on a core this busy takes an audit log that costs less than ${fmt(OVERHEAD_GOAL_SHARE * base.wholeCpuUs, 0)} µs of CPU per entry in all.`
+              : `With the other threads off the request thread's core, the writer thread at nice ${nice} ${fellBehind}.`),
+          '',
+        );
+      }
     }
+    lines.push(
+      `Completeness: after the rounds, every audit-on Berth was stopped gracefully (SIGTERM) and its database read: ${over.recorded} pull entries for the ${over.served} manifest GETs they served (warm-up and both placements included)${over.recorded === over.served ? ' — none lost' : ` — **${over.served - over.recorded} missing**`}; the chains of their ${over.verified.checked} entries ${over.verified.valid ? 'verify' : '**do not verify**'} (${fmt(over.verified.checked / over.verified.seconds / 1000, 0)} thousand entries per second by \`AuditStore.verify\`).`,
+      '',
+    );
   }
   for (const s of searches) {
     lines.push(
@@ -656,7 +744,7 @@ function render(over: OverheadResult | undefined, searches: SearchResult[], seco
   lines.push(
     'Reading these numbers:',
     '',
-    '- The audit cost on the request path is encoding one entry per request into an off-heap buffer (about a microsecond); the rest (decoding, hashing, the insert) runs in the batch. By default the batch is written by a worker thread at a low scheduling priority (audit.writerThreadNice), so that CPU is spent when the request thread does not need the core; with audit.writerThread false it is spent on the request thread, between requests. With PostgreSQL the inserts are mostly the database server’s work.',
+    '- The audit cost on the request path is encoding one entry per request into an off-heap buffer (about a microsecond); the rest (decoding, hashing, the insert) runs in the batch. By default the batch is written by a worker thread at a low scheduling priority (audit.writerThreadNice), so that CPU is spent on another core when the machine has one, or else when the request thread does not need the core; with audit.writerThread false it is spent on the request thread, between requests. With PostgreSQL the inserts are mostly the database server’s work.',
     '- Every filter served by an index (user, project, resource, operation with its resource type, each followed by the time; the time alone) costs a B-tree descent plus the page it returns, whatever the size of the log; the total count walks only the matching index range, so it grows with the matches, not with the log. Without a filter the total comes from the chain’s head (ids are consecutive).',
     '- Not indexed, and so proportional to the log: contains (`~`) searches, filters on fields without an index (result, address, request id) unless combined with an indexed one, and deep pages (an offset is walked). A trigram index (pg_trgm) would serve contains searches on PostgreSQL; none is installed.',
     '',
