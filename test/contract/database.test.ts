@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import pg from 'pg';
@@ -35,6 +36,42 @@ for (const backend of BACKENDS) {
       const first = await handle.migrate();
       assert.ok(first.length >= 1, 'a fresh database runs every migration');
       assert.deepEqual(await handle.migrate(), []);
+    });
+
+    it('a transaction that reads and then writes is not failed by another connection committing in between', async () => {
+      await sql`create table if not exists tx_probe (note text not null)`.execute(handle.db);
+      let otherOutcome = '';
+      await handle.db.transaction().execute(async (trx) => {
+        await sql`select count(*) from tx_probe`.execute(trx);
+        // Another connection (the audit writer thread, `berth user`, `berth gc`) writes now.
+        if (backend === 'sqlite') {
+          const other = new DatabaseSync(path.join(dir, 'berth.db'));
+          try {
+            // busy_timeout 0: it must not wait, since this thread holds the transaction open.
+            other.exec('pragma busy_timeout = 0');
+            other.exec(`insert into tx_probe (note) values ('other')`);
+            otherOutcome = 'wrote';
+          } catch (err) {
+            otherOutcome = (err as Error).message;
+          } finally {
+            other.close();
+          }
+          // The transaction took the write lock when it began, so the other writer had to wait.
+          assert.match(otherOutcome, /database is locked/);
+        } else {
+          const other = new pg.Client({ connectionString: testDb.url });
+          await other.connect();
+          try {
+            await other.query(`insert into tx_probe (note) values ('other')`);
+            otherOutcome = 'wrote';
+          } finally {
+            await other.end();
+          }
+        }
+        await sql`insert into tx_probe (note) values ('mine')`.execute(trx);
+      });
+      const notes = await sql<{ note: string }>`select note from tx_probe order by note`.execute(handle.db);
+      assert.deepEqual(notes.rows.map((r) => r.note), otherOutcome === 'wrote' ? ['mine', 'other'] : ['mine']);
     });
 
     if (backend === 'postgres') {

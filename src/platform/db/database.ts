@@ -57,7 +57,12 @@ function nodeSqlite(file: string): SqliteDatabase {
     });
   return {
     close: () => database.close(),
-    prepare(sqlText: string): SqliteStatement {
+    prepare(text: string): SqliteStatement {
+      // Kysely opens every transaction with a plain (deferred) `begin`. Such a transaction that
+      // reads and then writes fails at once with SQLITE_BUSY, busy_timeout or not, when another
+      // connection committed in between: and the audit writer thread, `berth gc` and `berth user`
+      // are such connections. An immediate transaction takes the write lock first, waiting its turn.
+      const sqlText = text === 'begin' ? 'begin immediate' : text;
       let prepared = cache.get(sqlText);
       if (!prepared) {
         const statement = database.prepare(sqlText);

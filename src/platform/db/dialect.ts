@@ -67,7 +67,9 @@ export function lockForUpdate<QB extends SelectQueryBuilder<any, any, any>>(db: 
  * `BEGIN IMMEDIATE` (a deferred transaction that reads first and writes later fails at once with
  * SQLITE_BUSY when another process wrote in between; an immediate one waits its turn under
  * busy_timeout), a plain transaction on PostgreSQL. For transactions that read before they write
- * and may meet another process on the same SQLite file (`berth gc` beside a server).
+ * and may meet another process on the same SQLite file (`berth gc` beside a server). Kysely's own
+ * `db.transaction()` begins immediate on SQLite too (database.ts rewrites its `begin`); this one
+ * also works on a single connection taken with `db.connection()`.
  */
 export async function writeTransaction<DB, T>(db: Kysely<DB>, fn: (trx: Kysely<DB>) => Promise<T>): Promise<T> {
   if (dialectOf(db) === 'postgres') return db.transaction().execute(fn);
