@@ -37,7 +37,8 @@ import { AuditStore } from '../src/audit/store.ts';
 import { CONFIG_SCHEMA } from '../src/config/schema.ts';
 import { createDatabase } from '../src/platform/db/database.ts';
 import { Client } from './http.ts';
-import { median, quantile, runLoad } from './load.ts';
+import { runLeanLoad } from './lean-load.ts';
+import { median, quantile } from './load.ts';
 import { blobOf, configBlob, descriptor, imageManifest, MANIFEST_ACCEPT, OCI_CONFIG, OCI_LAYER, pushPostPut, putManifest } from './oci.ts';
 import { cpuSeconds } from './procfs.ts';
 import { loadAverage } from './report.ts';
@@ -194,6 +195,8 @@ interface RoundResult {
   readonly cpuUs: number;
   /** CPU of the request thread only, µs per request. */
   readonly mainUs: number;
+  /** CPU of the load generator (this process), µs per request. */
+  readonly clientUs: number;
   readonly latencies: number[];
   readonly ops: number;
   readonly errors: number;
@@ -213,26 +216,33 @@ async function seedImage(baseUrl: string): Promise<void> {
 }
 
 async function manifestLoad(server: Berth, maxMs: number): Promise<RoundResult> {
-  const client = new Client(server.baseUrl, CONCURRENCY, { headers: { accept: MANIFEST_ACCEPT } });
+  const url = new URL(server.baseUrl);
   const before = cpuSeconds(server.pid);
   const mainBefore = mainThreadCpuSeconds(server.pid);
-  try {
-    const load = await runLoad({
-      concurrency: CONCURRENCY,
-      maxOps: 1_000_000,
-      maxMs,
-      op: async () => {
-        await client.request('GET', MANIFEST_PATH, { expect: [200] });
-        return 0;
-      },
-    });
-    const cpu = cpuSeconds(server.pid) - before;
-    const main = mainThreadCpuSeconds(server.pid) - mainBefore;
-    const per = (seconds: number) => (load.ops > 0 ? (seconds * 1e6) / load.ops : Number.NaN);
-    return { rate: (load.ops / load.elapsedMs) * 1000, cpuUs: per(cpu), mainUs: per(main), latencies: load.latenciesMs, ops: load.ops, errors: load.errors };
-  } finally {
-    client.close();
-  }
+  const clientBefore = process.cpuUsage();
+  // The lean client (lean-load.ts): node:http would cost the load generator more per request than the GET costs the server.
+  const load = await runLeanLoad({
+    host: url.hostname,
+    port: Number(url.port),
+    path: MANIFEST_PATH,
+    headers: { accept: MANIFEST_ACCEPT },
+    concurrency: CONCURRENCY,
+    maxMs,
+    expectStatus: 200,
+  });
+  const client = process.cpuUsage(clientBefore);
+  const cpu = cpuSeconds(server.pid) - before;
+  const main = mainThreadCpuSeconds(server.pid) - mainBefore;
+  const per = (seconds: number) => (load.ops > 0 ? (seconds * 1e6) / load.ops : Number.NaN);
+  return {
+    rate: (load.ops / load.elapsedMs) * 1000,
+    cpuUs: per(cpu),
+    mainUs: per(main),
+    clientUs: per((client.user + client.system) / 1e6),
+    latencies: load.latenciesMs,
+    ops: load.ops,
+    errors: load.errors,
+  };
 }
 
 /** Quiet time after the warm-ups and after the last round: a low-priority writer catches up then. */
@@ -267,6 +277,8 @@ interface VariantRow {
   readonly p99: number;
   readonly cpuUs: number;
   readonly mainUs: number;
+  /** The load generator's CPU per request (all its threads). */
+  readonly clientUs: number;
   /** Per instance: its median rate and CPU per request (all threads). */
   readonly instances: ReadonlyArray<{ rate: number; cpuUs: number; mainUs: number }>;
   readonly ops: number;
@@ -438,6 +450,7 @@ async function measureRounds(servers: OverheadServer[], placement: Placement): P
       p99: median(all.map((r) => quantile(r.latencies, 0.99))),
       cpuUs: weighted((r) => r.cpuUs, all),
       mainUs: weighted((r) => r.mainUs, all),
+      clientUs: weighted((r) => r.clientUs, all),
       instances: perInstance,
       ops,
       errors: all.reduce((n, r) => n + r.errors, 0),
@@ -682,7 +695,7 @@ function render(over: OverheadResult | undefined, searches: SearchResult[], seco
       '### Overhead: manifest GET with the audit log on and off',
       '',
       `- ${over.instances * VARIANTS.length} Berths side by side on 127.0.0.1, each started for this section with a fresh data folder, SQLite and auth off (as in the comparison with the reference registry: the cheapest manifest GET, so the audit's share is the largest), ${over.instances} per configuration: the audit log off (\`BERTH_AUDIT_ENABLED=false\`, the baseline); on, with its batches hashed and written on the thread that serves requests (\`BERTH_AUDIT_WRITER_THREAD=false\`); on, with them hashed and written by a worker thread with its own connection at the request thread's priority (\`BERTH_AUDIT_WRITER_THREAD_NICE=0\`); and on, with that thread at nice ${LOW_NICE}, so that the kernel runs it when the request thread leaves the core free. Otherwise the default configuration (every pull becomes an entry, buffered, hashed into the chain and written every 200 ms or once 500 wait: one transaction per batch on the request thread, transactions of at most 100 entries on the writer thread). Identical Berth processes differ from one another by several percent (see the processes column), about as much as the audit log costs, so each configuration runs as ${over.instances} processes and is judged by their mean. Each holds the image \`${REPO}:latest\` (config, a 1 KiB layer, an OCI manifest).`,
-      `- Rows: a closed loop of ${CONCURRENCY} workers GETting the manifest by tag, one process at a time; ${rounds} rounds, each running every process for ${(requestMs / 2000).toFixed(2)} s of lead-in (not counted: the audit writer reaches its steady state, keeping up with the requests or falling behind) and then ${(requestMs / 1000).toFixed(2)} s measured under the same load, in an order that alternates, after a 1 s warm-up of each and ${IDLE_PAUSE_MS / 1000} s of quiet. After each measurement the next process waits until the measured one has no entry left to write (drained in: the longest such wait), so that no process writes its entries during another's measurement. A configuration's ratio is the median over the rounds of its mean rate divided by the baseline's mean rate in the same round. Server CPU from /proc/<pid>/stat (all threads) and /proc/<pid>/task/<pid>/stat (the request thread), summed over the configuration's processes and divided by their requests: during the measurements, and over the whole run (lead-ins, measurements and drains, from the first round to the end of ${IDLE_PAUSE_MS / 1000} s of quiet after the last, divided by the requests measured and led in: entries whose writing was put off until the core was free are counted too). Backlog: entries waiting to be written, read from /metrics (berth_audit_buffered_entries) at the end of each measurement; urgent: entries the request thread wrote because the writer thread had fallen behind (more than batchEntries × 10 waiting, or the oldest waiting for 2 s; berth_audit_entries_written_urgently_total). The load generator shares the machine's cores with the servers and whatever else runs.`,
+      `- Rows: a closed loop of ${CONCURRENCY} keep-alive connections GETting the manifest by tag, one request in flight on each, one process at a time, from a lean client (bench/lean-load.ts: the request built once, only the status line and Content-Length parsed; its CPU per request is in the load-generator column, where node:http's client costs several times as much); ${rounds} rounds, each running every process for ${(requestMs / 2000).toFixed(2)} s of lead-in (not counted: the audit writer reaches its steady state, keeping up with the requests or falling behind) and then ${(requestMs / 1000).toFixed(2)} s measured under the same load, in an order that alternates, after a 1 s warm-up of each and ${IDLE_PAUSE_MS / 1000} s of quiet. After each measurement the next process waits until the measured one has no entry left to write (drained in: the longest such wait), so that no process writes its entries during another's measurement. A configuration's ratio is the median over the rounds of its mean rate divided by the baseline's mean rate in the same round. Server CPU from /proc/<pid>/stat (all threads) and /proc/<pid>/task/<pid>/stat (the request thread), summed over the configuration's processes and divided by their requests: during the measurements, and over the whole run (lead-ins, measurements and drains, from the first round to the end of ${IDLE_PAUSE_MS / 1000} s of quiet after the last, divided by the requests measured and led in: entries whose writing was put off until the core was free are counted too). Backlog: entries waiting to be written, read from /metrics (berth_audit_buffered_entries) at the end of each measurement; urgent: entries the request thread wrote because the writer thread had fallen behind (more than batchEntries × 10 waiting, or the oldest waiting for 2 s; berth_audit_entries_written_urgently_total). The load generator shares the machine's cores with the servers and whatever else runs.`,
       PIN_CPU === undefined
         ? '- Placement: taskset or a second CPU is missing, so every thread runs where the kernel puts it.'
         : `- Placement: the same processes are measured twice. First with every server's threads (request thread, V8's helper threads, libuv's pool, the audit writer thread) pinned to CPU ${PIN_CPU} with taskset, the load generator left to the others: everything the audit log costs, in whichever thread, is then taken from the requests' core. Then with only each server's request thread held on CPU ${PIN_CPU} and its other threads let run on any CPU, as they do when Berth runs on a machine with more than one core: the writer thread then mostly runs beside the load generator, so what it takes from the machine still lowers the closed loop's rate. The goal is judged in the second placement: it is the one a deployment has, and the one that tells whether recording slows the request path; the first is the cost on a machine with one core.`,
@@ -699,11 +712,11 @@ function render(over: OverheadResult | undefined, searches: SearchResult[], seco
         '',
         `Load average ${run.loadStart} at the start, ${run.loadEnd} at the end.`,
         '',
-        '| # | row | req/s (mean of the processes) | vs audit off (median of per-round ratios) | goal | p50 / p99 ms | server CPU µs/req during the measurements (all threads) | request-thread CPU µs/req | server CPU µs/req, whole run | largest backlog; drained in; urgent | processes: req/s; CPU µs/req | requests | errors |',
-        '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+        '| # | row | req/s (mean of the processes) | vs audit off (median of per-round ratios) | goal | p50 / p99 ms | server CPU µs/req during the measurements (all threads) | request-thread CPU µs/req | load generator CPU µs/req | server CPU µs/req, whole run | largest backlog; drained in; urgent | processes: req/s; CPU µs/req | requests | errors |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
         ...run.rows.map(
           (r, i) =>
-            `| ${i + 1} | ${r.title} | ${fmt(r.rate, 0)} | ${r.variant === 'off' ? '1.00× (baseline)' : ratio(r.pairedRatio)} | ${r.variant === DEFAULT_VARIANT && isJudged ? `≥ ${OVERHEAD_GOAL.toFixed(2)}×: ${r.pairedRatio >= OVERHEAD_GOAL ? 'met' : '**not met**'}` : 'info'} | ${fmt(r.p50, 2)} / ${fmt(r.p99, 2)} | ${fmt(r.cpuUs, 0)} | ${fmt(r.mainUs, 0)} | ${fmt(r.wholeCpuUs, 0)} | ${r.maxBacklog === undefined ? '—' : `${r.maxBacklog}; ${fmt(r.maxDrainMs ?? 0, 0)} ms; ${r.urgent}`} | ${range(r.instances.map((x) => x.rate))}; ${range(r.instances.map((x) => x.cpuUs))} | ${r.ops} | ${r.errors} |`,
+            `| ${i + 1} | ${r.title} | ${fmt(r.rate, 0)} | ${r.variant === 'off' ? '1.00× (baseline)' : ratio(r.pairedRatio)} | ${r.variant === DEFAULT_VARIANT && isJudged ? `≥ ${OVERHEAD_GOAL.toFixed(2)}×: ${r.pairedRatio >= OVERHEAD_GOAL ? 'met' : '**not met**'}` : 'info'} | ${fmt(r.p50, 2)} / ${fmt(r.p99, 2)} | ${fmt(r.cpuUs, 0)} | ${fmt(r.mainUs, 0)} | ${fmt(r.clientUs, 0)} | ${fmt(r.wholeCpuUs, 0)} | ${r.maxBacklog === undefined ? '—' : `${r.maxBacklog}; ${fmt(r.maxDrainMs ?? 0, 0)} ms; ${r.urgent}`} | ${range(r.instances.map((x) => x.rate))}; ${range(r.instances.map((x) => x.cpuUs))} | ${r.ops} | ${r.errors} |`,
         ),
         '',
       );
