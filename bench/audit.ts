@@ -14,8 +14,8 @@
  *    with bulk SQL, then Harbor's searches through HTTP with admin credentials, each timed
  *    sequentially. Goal: a filtered query under 200 ms.
  *
- *   --rounds N        measured rounds of the overhead rows (default 8)
- *   --instances N     Berth processes per configuration in the overhead rows (default 3)
+ *   --rounds N        measured rounds of the overhead rows (default 6)
+ *   --instances N     Berth processes per configuration in the overhead rows (default 5: identical processes differ by up to a third in rate, so the mean needs several)
  *   --request-ms MS   length of one overhead measurement, after a lead-in of half as long under the same load (default 1600)
  *   --entries N       entries seeded for the search (default 10000000)
  *   --backends LIST   sqlite, postgres or both (default both)
@@ -59,8 +59,8 @@ const STEP_MS = 777;
 
 const { values: flags } = parseArgs({
   options: {
-    rounds: { type: 'string', default: '8' },
-    instances: { type: 'string', default: '3' },
+    rounds: { type: 'string', default: '6' },
+    instances: { type: 'string', default: '5' },
     'request-ms': { type: 'string', default: '1600' },
     entries: { type: 'string', default: '10000000' },
     backends: { type: 'string', default: 'sqlite,postgres' },
@@ -179,10 +179,12 @@ interface OverheadServer {
   readonly variant: Variant;
   readonly server: Berth;
   results: RoundResult[];
+  /** Its rate divided by its partner's in the same window, one per window (an audit-off server: against another audit-off server, the control). */
+  ratios: number[];
   /** Manifest GETs served since its start (each must be in its audit log). */
   served: number;
-  cpuStart: number;
-  cpuEnd: number;
+  /** CPU seconds of all its threads over its windows, each from the start of the lead-in to the end of the drain after it. */
+  wholeCpu: number;
   maxBacklog: number;
   maxDrainMs: number;
   urgentStart: number;
@@ -216,33 +218,49 @@ async function seedImage(baseUrl: string): Promise<void> {
 }
 
 async function manifestLoad(server: Berth, maxMs: number): Promise<RoundResult> {
-  const url = new URL(server.baseUrl);
-  const before = cpuSeconds(server.pid);
-  const mainBefore = mainThreadCpuSeconds(server.pid);
+  return (await pairLoad([server], maxMs))[0] as RoundResult;
+}
+
+/**
+ * Loads the servers at the same time, each with its own closed loop, for the same window. Two
+ * servers whose request threads are pinned to one CPU then share it; whatever else the machine
+ * does during the window (this VM's rate moves by a factor of two from one second to the next)
+ * slows both alike, so the ratio of their rates is the ratio of their costs per request.
+ */
+async function pairLoad(servers: readonly Berth[], maxMs: number): Promise<RoundResult[]> {
+  const before = servers.map((server) => ({ cpu: cpuSeconds(server.pid), main: mainThreadCpuSeconds(server.pid) }));
   const clientBefore = process.cpuUsage();
   // The lean client (lean-load.ts): node:http would cost the load generator more per request than the GET costs the server.
-  const load = await runLeanLoad({
-    host: url.hostname,
-    port: Number(url.port),
-    path: MANIFEST_PATH,
-    headers: { accept: MANIFEST_ACCEPT },
-    concurrency: CONCURRENCY,
-    maxMs,
-    expectStatus: 200,
-  });
+  const loads = await Promise.all(
+    servers.map((server) => {
+      const url = new URL(server.baseUrl);
+      return runLeanLoad({
+        host: url.hostname,
+        port: Number(url.port),
+        path: MANIFEST_PATH,
+        headers: { accept: MANIFEST_ACCEPT },
+        concurrency: CONCURRENCY,
+        maxMs,
+        expectStatus: 200,
+      });
+    }),
+  );
   const client = process.cpuUsage(clientBefore);
-  const cpu = cpuSeconds(server.pid) - before;
-  const main = mainThreadCpuSeconds(server.pid) - mainBefore;
-  const per = (seconds: number) => (load.ops > 0 ? (seconds * 1e6) / load.ops : Number.NaN);
-  return {
-    rate: (load.ops / load.elapsedMs) * 1000,
-    cpuUs: per(cpu),
-    mainUs: per(main),
-    clientUs: per((client.user + client.system) / 1e6),
-    latencies: load.latenciesMs,
-    ops: load.ops,
-    errors: load.errors,
-  };
+  const allOps = loads.reduce((n, l) => n + l.ops, 0);
+  return servers.map((server, i) => {
+    const load = loads[i] as (typeof loads)[number];
+    const start = before[i] as (typeof before)[number];
+    const per = (seconds: number) => (load.ops > 0 ? (seconds * 1e6) / load.ops : Number.NaN);
+    return {
+      rate: (load.ops / load.elapsedMs) * 1000,
+      cpuUs: per(cpuSeconds(server.pid) - start.cpu),
+      mainUs: per(mainThreadCpuSeconds(server.pid) - start.main),
+      clientUs: allOps > 0 ? ((client.user + client.system) / allOps) : Number.NaN,
+      latencies: load.latenciesMs,
+      ops: load.ops,
+      errors: load.errors,
+    };
+  });
 }
 
 /** Quiet time after the warm-ups and after the last round: a low-priority writer catches up then. */
@@ -271,8 +289,12 @@ interface VariantRow {
   readonly title: string;
   /** Mean over the instances of each instance's median rate. */
   readonly rate: number;
-  /** Median over the rounds of (this variant's mean rate in the round / the baseline's). */
+  /** Median over the windows of (this variant's rate / its audit-off partner's in the same window); for the baseline, audit off against audit off (the control). */
   readonly pairedRatio: number;
+  /** 10th and 90th percentiles of those ratios. */
+  readonly ratioSpread: readonly [number, number];
+  /** Windows measured. */
+  readonly windows: number;
   readonly p50: number;
   readonly p99: number;
   readonly cpuUs: number;
@@ -338,16 +360,15 @@ function freeHelperThreads(pid: number): number {
 }
 
 /**
- * Identical Berth processes differ by several percent from one another (where V8's optimisations
- * and the kernel put them), more than the audit log costs; so each variant runs as `instances`
- * processes and is compared by their mean, round by round.
+ * Each variant runs as `instances` processes, measured in pairs against audit-off ones (see
+ * measureRounds), so that neither one process's speed nor the machine's moment decides a row.
  */
 async function overhead(instances: number): Promise<OverheadResult> {
   const t0 = performance.now();
   const servers: OverheadServer[] = [];
   try {
     for (let i = 0; i < instances; i++) {
-      for (const { variant, env } of VARIANTS) servers.push({ variant, server: await startBerth(`audit-${variant}-${i + 1}`, { BERTH_AUTH_ENABLED: 'false', ...env }), results: [], served: 0, cpuStart: 0, cpuEnd: 0, maxBacklog: 0, maxDrainMs: 0, urgentStart: 0, urgent: 0, wholeOps: 0 });
+      for (const { variant, env } of VARIANTS) servers.push({ variant, server: await startBerth(`audit-${variant}-${i + 1}`, { BERTH_AUTH_ENABLED: 'false', ...env }), results: [], ratios: [], served: 0, wholeCpu: 0, maxBacklog: 0, maxDrainMs: 0, urgentStart: 0, urgent: 0, wholeOps: 0 });
     }
     for (const s of servers) await seedImage(s.server.baseUrl);
     // The warm-up also starts the writer threads (at the first batch), so that the placement below reaches them.
@@ -400,6 +421,8 @@ async function measureRounds(servers: OverheadServer[], placement: Placement): P
   const loadStart = loadAverage();
   for (const s of servers) {
     s.results = [];
+    s.ratios = [];
+    s.wholeCpu = 0;
     s.wholeOps = 0;
     s.maxBacklog = 0;
     s.maxDrainMs = 0;
@@ -407,34 +430,50 @@ async function measureRounds(servers: OverheadServer[], placement: Placement): P
   }
   log(`  overhead, placement ${placement}`);
   await sleep(IDLE_PAUSE_MS);
-  for (const s of servers) s.cpuStart = cpuSeconds(s.server.pid);
+  const off = servers.filter((s) => s.variant === 'off');
   for (let round = 0; round < rounds; round++) {
-    const order = round % 2 === 0 ? servers : [...servers].reverse();
-    for (const s of order) {
+    // Every audit-on server against an audit-off one, and every audit-off one against another (the control);
+    // partners rotate from round to round, so that no pair's own difference decides a row.
+    const pairs: Array<[OverheadServer, OverheadServer]> = [];
+    for (const [i, s] of servers.entries()) {
+      const index = off.indexOf(s);
+      const partner = s.variant === 'off' ? off[(index + 1 + (round % (off.length - 1))) % off.length] : off[(i + round) % off.length];
+      if (partner !== undefined && partner !== s) pairs.push([s, partner]);
+    }
+    for (const [s, partner] of round % 2 === 0 ? pairs : [...pairs].reverse()) {
+      // Which loop starts first alternates too.
+      const both = round % 2 === 0 ? [s, partner] : [partner, s];
+      const cpuBefore = both.map((x) => cpuSeconds(x.server.pid));
       // The lead-in brings the audit writer to its steady state (a backlog it keeps up with, or not) before the measurement.
-      const leadIn = (await manifestLoad(s.server, requestMs / 2)).ops;
-      const result = await manifestLoad(s.server, requestMs);
-      s.served += leadIn + result.ops;
-      s.wholeOps += leadIn + result.ops;
-      s.results.push(result);
+      const leadIn = await pairLoad(both.map((x) => x.server), requestMs / 2);
+      const measured = await pairLoad(both.map((x) => x.server), requestMs);
+      both.forEach((x, k) => {
+        const result = measured[k] as RoundResult;
+        const ops = (leadIn[k] as RoundResult).ops + result.ops;
+        x.served += ops;
+        x.wholeOps += ops;
+        x.results.push(result);
+      });
+      const mine = measured[both.indexOf(s)] as RoundResult;
+      const theirs = measured[both.indexOf(partner)] as RoundResult;
+      s.ratios.push(mine.rate / theirs.rate);
       if (s.variant !== 'off') {
         s.maxBacklog = Math.max(s.maxBacklog, (await auditMetric(s.server, 'berth_audit_buffered_entries')) ?? 0);
-        // What this server put off is written before the next one is measured, so that it takes no CPU from another's measurement.
+        // What this server put off is written before the next pair is measured, so that it takes no CPU from another's measurement.
         s.maxDrainMs = Math.max(s.maxDrainMs, await drain(s.server));
       }
+      // Not the time between windows: an idle server's timers would be charged to the requests of whichever serves fewer.
+      both.forEach((x, k) => {
+        x.wholeCpu += cpuSeconds(x.server.pid) - (cpuBefore[k] as number);
+      });
     }
     log(`  overhead round ${round + 1}/${rounds}`);
   }
   // Whatever a low-priority writer put off is written now, while the servers idle; its CPU counts in the whole-run figure.
   await sleep(IDLE_PAUSE_MS);
   for (const s of servers) {
-    s.cpuEnd = cpuSeconds(s.server.pid);
     if (s.variant !== 'off') s.urgent = ((await auditMetric(s.server, 'berth_audit_entries_written_urgently_total')) ?? 0) - s.urgentStart;
   }
-  const meanRate = (variant: Variant, round: number) => {
-    const of = servers.filter((s) => s.variant === variant);
-    return of.reduce((n, s) => n + (s.results[round] as RoundResult).rate, 0) / of.length;
-  };
   const rows = VARIANTS.map(({ variant, title }): VariantRow => {
     const of = servers.filter((s) => s.variant === variant);
     const all = of.flatMap((s) => s.results);
@@ -445,7 +484,9 @@ async function measureRounds(servers: OverheadServer[], placement: Placement): P
       variant,
       title,
       rate: perInstance.reduce((n, i) => n + i.rate, 0) / perInstance.length,
-      pairedRatio: median(Array.from({ length: rounds }, (_, r) => meanRate(variant, r) / meanRate('off', r))),
+      pairedRatio: median(of.flatMap((s) => s.ratios)),
+      ratioSpread: [quantile(of.flatMap((s) => s.ratios), 0.1), quantile(of.flatMap((s) => s.ratios), 0.9)],
+      windows: of.reduce((n, s) => n + s.ratios.length, 0),
       p50: median(all.map((r) => quantile(r.latencies, 0.5))),
       p99: median(all.map((r) => quantile(r.latencies, 0.99))),
       cpuUs: weighted((r) => r.cpuUs, all),
@@ -454,7 +495,7 @@ async function measureRounds(servers: OverheadServer[], placement: Placement): P
       instances: perInstance,
       ops,
       errors: all.reduce((n, r) => n + r.errors, 0),
-      wholeCpuUs: (of.reduce((n, s) => n + s.cpuEnd - s.cpuStart, 0) * 1e6) / of.reduce((n, s) => n + s.wholeOps, 0),
+      wholeCpuUs: (of.reduce((n, s) => n + s.wholeCpu, 0) * 1e6) / of.reduce((n, s) => n + s.wholeOps, 0),
       wholeOps: of.reduce((n, s) => n + s.wholeOps, 0),
       maxBacklog: variant === 'off' ? undefined : Math.max(...of.map((s) => s.maxBacklog)),
       maxDrainMs: variant === 'off' ? undefined : Math.max(...of.map((s) => s.maxDrainMs)),
@@ -694,8 +735,8 @@ function render(over: OverheadResult | undefined, searches: SearchResult[], seco
     lines.push(
       '### Overhead: manifest GET with the audit log on and off',
       '',
-      `- ${over.instances * VARIANTS.length} Berths side by side on 127.0.0.1, each started for this section with a fresh data folder, SQLite and auth off (as in the comparison with the reference registry: the cheapest manifest GET, so the audit's share is the largest), ${over.instances} per configuration: the audit log off (\`BERTH_AUDIT_ENABLED=false\`, the baseline); on, with its batches hashed and written on the thread that serves requests (\`BERTH_AUDIT_WRITER_THREAD=false\`); on, with them hashed and written by a worker thread with its own connection at the request thread's priority (\`BERTH_AUDIT_WRITER_THREAD_NICE=0\`); and on, with that thread at nice ${LOW_NICE}, so that the kernel runs it when the request thread leaves the core free. Otherwise the default configuration (every pull becomes an entry, buffered, hashed into the chain and written every 200 ms or once 500 wait: one transaction per batch on the request thread, transactions of at most 100 entries on the writer thread). Identical Berth processes differ from one another by several percent (see the processes column), about as much as the audit log costs, so each configuration runs as ${over.instances} processes and is judged by their mean. Each holds the image \`${REPO}:latest\` (config, a 1 KiB layer, an OCI manifest).`,
-      `- Rows: a closed loop of ${CONCURRENCY} keep-alive connections GETting the manifest by tag, one request in flight on each, one process at a time, from a lean client (bench/lean-load.ts: the request built once, only the status line and Content-Length parsed; its CPU per request is in the load-generator column, where node:http's client costs several times as much); ${rounds} rounds, each running every process for ${(requestMs / 2000).toFixed(2)} s of lead-in (not counted: the audit writer reaches its steady state, keeping up with the requests or falling behind) and then ${(requestMs / 1000).toFixed(2)} s measured under the same load, in an order that alternates, after a 1 s warm-up of each and ${IDLE_PAUSE_MS / 1000} s of quiet. After each measurement the next process waits until the measured one has no entry left to write (drained in: the longest such wait), so that no process writes its entries during another's measurement. A configuration's ratio is the median over the rounds of its mean rate divided by the baseline's mean rate in the same round. Server CPU from /proc/<pid>/stat (all threads) and /proc/<pid>/task/<pid>/stat (the request thread), summed over the configuration's processes and divided by their requests: during the measurements, and over the whole run (lead-ins, measurements and drains, from the first round to the end of ${IDLE_PAUSE_MS / 1000} s of quiet after the last, divided by the requests measured and led in: entries whose writing was put off until the core was free are counted too). Backlog: entries waiting to be written, read from /metrics (berth_audit_buffered_entries) at the end of each measurement; urgent: entries the request thread wrote because the writer thread had fallen behind (more than batchEntries × 10 waiting, or the oldest waiting for 2 s; berth_audit_entries_written_urgently_total). The load generator shares the machine's cores with the servers and whatever else runs.`,
+      `- ${over.instances * VARIANTS.length} Berths side by side on 127.0.0.1, each started for this section with a fresh data folder, SQLite and auth off (as in the comparison with the reference registry: the cheapest manifest GET, so the audit's share is the largest), ${over.instances} per configuration: the audit log off (\`BERTH_AUDIT_ENABLED=false\`, the baseline); on, with its batches hashed and written on the thread that serves requests (\`BERTH_AUDIT_WRITER_THREAD=false\`); on, with them hashed and written by a worker thread with its own connection at the request thread's priority (\`BERTH_AUDIT_WRITER_THREAD_NICE=0\`); and on, with that thread at nice ${LOW_NICE}, so that the kernel runs it when the request thread leaves the core free. Otherwise the default configuration (every pull becomes an entry, buffered, hashed into the chain and written every 200 ms or once 500 wait: one transaction per batch on the request thread, transactions of at most 100 entries on the writer thread). Each configuration runs as ${over.instances} processes, so that no one process's own speed decides its row. Each holds the image \`${REPO}:latest\` (config, a 1 KiB layer, an OCI manifest).`,
+      `- Rows: measured in pairs at the same time. Each window loads two servers at once, an audit-on one and an audit-off one (or, as a control, two audit-off ones), each with its own closed loop of ${CONCURRENCY} keep-alive connections GETting the manifest by tag, one request in flight on each, from a lean client (bench/lean-load.ts: the request built once, only the status line and Content-Length parsed; its CPU per request is in the load-generator column, where node:http's client costs several times as much). Both request threads are on the same CPU and share it, so whatever the machine does during the window slows both alike: on this VM one server's rate moves by up to a factor of two between windows a few seconds apart, while the rates of two servers loaded together move together. A window's ratio is the audit-on server's rate divided by its partner's; a row's ratio is the median over all its windows, and the control row shows what two identical servers give. ${rounds} rounds; in each, every audit-on server is paired with an audit-off one and every audit-off one with another (partners rotate from round to round, and which loop starts first alternates), each pair run for ${(requestMs / 2000).toFixed(2)} s of lead-in (not counted: the audit writer reaches its steady state, keeping up with the requests or falling behind) and then ${(requestMs / 1000).toFixed(2)} s measured, after a 1 s warm-up of each server alone and ${IDLE_PAUSE_MS / 1000} s of quiet. After each window the next pair waits until the measured audit-on server has no entry left to write (drained in: the longest such wait), so that no server writes its entries during another pair's window. The req/s column is therefore each server's rate while it shares its core with its partner, about half of what it serves alone. Server CPU from /proc/<pid>/stat (all threads) and /proc/<pid>/task/<pid>/stat (the request thread), summed over the configuration's processes and divided by their requests: during the measurements, and over the whole run (each window from the start of its lead-in to the end of the drain after it, divided by the requests measured and led in: entries whose writing was put off until the core was free are counted too, and the time a server idles while other pairs are measured is not). Backlog: entries waiting to be written, read from /metrics (berth_audit_buffered_entries) at the end of each measurement; urgent: entries the request thread wrote because the writer thread had fallen behind (more than batchEntries × 10 waiting, or the oldest waiting for 2 s; berth_audit_entries_written_urgently_total). The load generator shares the machine's cores with the servers and whatever else runs.`,
       PIN_CPU === undefined
         ? '- Placement: taskset or a second CPU is missing, so every thread runs where the kernel puts it.'
         : `- Placement: the same processes are measured twice. First with every server's threads (request thread, V8's helper threads, libuv's pool, the audit writer thread) pinned to CPU ${PIN_CPU} with taskset, the load generator left to the others: everything the audit log costs, in whichever thread, is then taken from the requests' core. Then with only each server's request thread held on CPU ${PIN_CPU} and its other threads let run on any CPU, as they do when Berth runs on a machine with more than one core: the writer thread then mostly runs beside the load generator, so what it takes from the machine still lowers the closed loop's rate. The goal is judged in the second placement: it is the one a deployment has, and the one that tells whether recording slows the request path; the first is the cost on a machine with one core.`,
@@ -712,11 +753,11 @@ function render(over: OverheadResult | undefined, searches: SearchResult[], seco
         '',
         `Load average ${run.loadStart} at the start, ${run.loadEnd} at the end.`,
         '',
-        '| # | row | req/s (mean of the processes) | vs audit off (median of per-round ratios) | goal | p50 / p99 ms | server CPU µs/req during the measurements (all threads) | request-thread CPU µs/req | load generator CPU µs/req | server CPU µs/req, whole run | largest backlog; drained in; urgent | processes: req/s; CPU µs/req | requests | errors |',
-        '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+        '| # | row | req/s, sharing the core with the partner (mean of the processes) | vs audit off (median of the windows\' ratios) | windows\' ratios, 10th–90th percentile | goal | p50 / p99 ms | server CPU µs/req during the measurements (all threads) | request-thread CPU µs/req | load generator CPU µs/req | server CPU µs/req, whole run | largest backlog; drained in; urgent | processes: req/s; CPU µs/req | requests | errors |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
         ...run.rows.map(
           (r, i) =>
-            `| ${i + 1} | ${r.title} | ${fmt(r.rate, 0)} | ${r.variant === 'off' ? '1.00× (baseline)' : ratio(r.pairedRatio)} | ${r.variant === DEFAULT_VARIANT && isJudged ? `≥ ${OVERHEAD_GOAL.toFixed(2)}×: ${r.pairedRatio >= OVERHEAD_GOAL ? 'met' : '**not met**'}` : 'info'} | ${fmt(r.p50, 2)} / ${fmt(r.p99, 2)} | ${fmt(r.cpuUs, 0)} | ${fmt(r.mainUs, 0)} | ${fmt(r.clientUs, 0)} | ${fmt(r.wholeCpuUs, 0)} | ${r.maxBacklog === undefined ? '—' : `${r.maxBacklog}; ${fmt(r.maxDrainMs ?? 0, 0)} ms; ${r.urgent}`} | ${range(r.instances.map((x) => x.rate))}; ${range(r.instances.map((x) => x.cpuUs))} | ${r.ops} | ${r.errors} |`,
+            `| ${i + 1} | ${r.title} | ${fmt(r.rate, 0)} | ${r.variant === 'off' ? `${ratio(r.pairedRatio)} (control: audit off against audit off)` : ratio(r.pairedRatio)} | ${ratio(r.ratioSpread[0])}–${ratio(r.ratioSpread[1])} (${r.windows}) | ${r.variant === DEFAULT_VARIANT && isJudged ? `≥ ${OVERHEAD_GOAL.toFixed(2)}×: ${r.pairedRatio >= OVERHEAD_GOAL ? 'met' : '**not met**'}` : 'info'} | ${fmt(r.p50, 2)} / ${fmt(r.p99, 2)} | ${fmt(r.cpuUs, 0)} | ${fmt(r.mainUs, 0)} | ${fmt(r.clientUs, 0)} | ${fmt(r.wholeCpuUs, 0)} | ${r.maxBacklog === undefined ? '—' : `${r.maxBacklog}; ${fmt(r.maxDrainMs ?? 0, 0)} ms; ${r.urgent}`} | ${range(r.instances.map((x) => x.rate))}; ${range(r.instances.map((x) => x.cpuUs))} | ${r.ops} | ${r.errors} |`,
         ),
         '',
       );
@@ -724,11 +765,11 @@ function render(over: OverheadResult | undefined, searches: SearchResult[], seco
         const more = (r: VariantRow) => `${fmt(r.wholeCpuUs - base.wholeCpuUs, 0)} µs (${pct((r.wholeCpuUs - base.wholeCpuUs) / base.wholeCpuUs)})`;
         const fellBehind = (thread.urgent ?? 0) > 0 ? `fell behind, and the request thread wrote ${thread.urgent} of the ${thread.wholeOps} entries itself (urgent), so that cost landed on the requests` : `kept up (no urgent writes; at most ${thread.maxBacklog} entries waited)`;
         lines.push(
-          `Noise floor: the ${over.instances} identical audit-off processes ran at ${range(base.instances.map((x) => x.rate))} req/s and spent ${range(base.instances.map((x) => x.cpuUs))} µs of CPU per request.`,
+          `Noise floor: two identical audit-off servers loaded together gave ratios of ${ratio(base.ratioSpread[0])}–${ratio(base.ratioSpread[1])} (10th–90th percentile of ${base.windows} windows, median ${ratio(base.pairedRatio)}); the ${over.instances} audit-off processes ran at ${range(base.instances.map((x) => x.rate))} req/s (while sharing their core) and spent ${range(base.instances.map((x) => x.cpuUs))} µs of CPU per request.`,
           '',
           `What the audit log costs in CPU, over the whole run (${fmt(base.wholeCpuUs, 0)} µs per request with it off): ${more(inline)} more per request written on the request thread, ${more(thread0)} on a writer thread at the same priority (the batches are copied to the thread and written with a second connection), ${more(thread)} on the low-priority writer thread. The request thread's own CPU per request rises by ${fmt(inline.mainUs - base.mainUs, 0)} µs when it writes the entries, by ${fmt(thread0.mainUs - base.mainUs, 0)} and ${fmt(thread.mainUs - base.mainUs, 0)} µs with a writer thread (nice 0 and ${LOW_NICE}). ` +
             (run.placement === 'one-core'
-              ? `On one core a writer thread at nice ${LOW_NICE} only moves the work into the time the core is free: with the audit log off the servers kept their core ${pct((base.rate * base.cpuUs) / 1e6)} busy during the measurements, and the low-priority writer's work at its rate is ${pct((thread.rate * (thread.wholeCpuUs - base.wholeCpuUs)) / 1e6)} of the core; it ${fellBehind}; and a thread sharing the core also slows the request thread itself (its caches are refilled after each switch). Meeting the goal on a core this busy takes an audit log that costs less than ${fmt(OVERHEAD_GOAL_SHARE * base.wholeCpuUs, 0)} µs of CPU per entry in all.`
+              ? `On one core a writer thread at nice ${LOW_NICE} only moves the work into the time the core is free: a pair of audit-off servers kept their core ${pct((2 * base.rate * base.cpuUs) / 1e6)} busy during the windows, and the low-priority writer's work at its server's rate is ${pct((thread.rate * (thread.wholeCpuUs - base.wholeCpuUs)) / 1e6)} of the core; it ${fellBehind}; and a thread sharing the core also slows the request thread itself (its caches are refilled after each switch). Meeting the goal on a core this busy takes an audit log that costs less than ${fmt(OVERHEAD_GOAL_SHARE * base.wholeCpuUs, 0)} µs of CPU per entry in all.`
               : `With the other threads off the request thread's core, the writer thread at nice ${LOW_NICE} ${fellBehind}.`),
           '',
         );
@@ -758,7 +799,7 @@ function render(over: OverheadResult | undefined, searches: SearchResult[], seco
   lines.push(
     'Reading these numbers:',
     '',
-    '- The audit cost on the request path is encoding one entry per request into an off-heap buffer (about a microsecond); the rest (decoding, hashing, the insert) runs in the batch. By default the batch is written by a worker thread at a low scheduling priority (audit.writerThreadNice), so that CPU is spent on another core when the machine has one, or else when the request thread does not need the core; with audit.writerThread false it is spent on the request thread, between requests. With PostgreSQL the inserts are mostly the database server’s work.',
+    '- The audit code on the request path encodes one entry per request into an off-heap buffer (about a microsecond in isolation, 2–3 µs in a CPU profile of a loaded server); the rest (decoding, hashing, the insert) runs in the batch. By default the batch is written by a worker thread at a low scheduling priority (audit.writerThreadNice), so that CPU is spent on another core when the machine has one, or else when the request thread does not need the core; with audit.writerThread false it is spent on the request thread, between requests. With PostgreSQL the inserts are mostly the database server’s work. The request thread’s measured CPU per request nevertheless rises by more than that code costs (the request-thread column): profiles put the difference in garbage collection and in a general slowing of everything the thread runs, not in audit code, and its cause is not yet known.',
     '- Every filter served by an index (user, project, resource, operation with its resource type, each followed by the time; the time alone) costs a B-tree descent plus the page it returns, whatever the size of the log; the total count walks only the matching index range, so it grows with the matches, not with the log. Without a filter the total comes from the chain’s head (ids are consecutive).',
     '- Not indexed, and so proportional to the log: contains (`~`) searches, filters on fields without an index (result, address, request id) unless combined with an indexed one, and deep pages (an offset is walked). A trigram index (pg_trgm) would serve contains searches on PostgreSQL; none is installed.',
     '',
