@@ -7,8 +7,8 @@
  * and counted (metric berth_audit_dropped_total, and a warning in the log). stop() writes what is
  * left, so a graceful shutdown loses nothing.
  *
- * The writer is normally a worker thread at a low scheduling priority (writer.ts), which writes
- * when the server has CPU to spare. A server kept busy long enough starves it; rather than let the
+ * The writer is normally a worker thread (writer.ts), which writes on another core when the
+ * machine has one. A server kept busy long enough can starve it; rather than let the
  * backlog reach the bound and drop entries, batches then go to `urgentWriter` (the request thread
  * itself) while more than `urgentAbove` entries wait, or once a batch's first entry has waited
  * `urgentAfterMs` (a busy server with few pulls would otherwise keep entries out of the log for long).

@@ -83,11 +83,11 @@ export const CONFIG_SCHEMA = {
     batchEntries: int(500, 'A write starts early when this many entries wait.', 1, 2000),
     writerThread: bool(
       true,
-      'Hash and write audit entries on a worker thread with its own database connection at a low priority (writerThreadNice), so requests go first; false writes them on the thread that serves requests.',
+      'Hash and write audit entries on a worker thread with its own database connection (at writerThreadNice), so that this work leaves the thread that serves requests; false writes them on that thread, between requests.',
     ),
     writerThreadNice: int(
-      19,
-      "Scheduling niceness of the audit writer thread (Linux: that thread only): 19 lets requests go first; 0 competes with them. Whatever it is, batches are written on the request thread while more than batchEntries × 10 entries (at most a quarter of bufferEntries) wait or the oldest has waited flushIntervalMs × 10 (at least 1 s), so a busy server writes entries late but does not drop them.",
+      0,
+      "Scheduling niceness of the audit writer thread (Linux: that thread only): 0 competes with requests as an equal; up to 19 lets requests go first, but a starved writer writes later, in colder bursts, and in the benchmark cost the requests more than at 0 (BENCHMARKS.md). Whatever it is, batches are written on the request thread while more than batchEntries × 10 entries (at most a quarter of bufferEntries) wait or the oldest has waited flushIntervalMs × 10 (at least 1 s), so a busy server writes entries late but does not drop them.",
       0,
       19,
     ),
