@@ -80,7 +80,7 @@ export const CONFIG_SCHEMA = {
     enabled: bool(true, 'Record every operation (pushes, pulls, deletes, API changes, logins) in the audit log.'),
     recordPulls: bool(true, "Record pulls too (the high-rate events; Harbor's pull_audit_log_disable turned around)."),
     flushIntervalMs: int(200, 'How often buffered audit entries are written, in milliseconds (one transaction per batch).', 10, 60_000),
-    batchEntries: int(500, 'A write starts early when this many entries wait.', 1, 2000),
+    batchEntries: int(500, 'A write starts early when this many entries wait; the writer thread also puts at most this many in one transaction (a larger backlog is written as several).', 1, 2000),
     writerThread: bool(
       true,
       'Hash and write audit entries on a worker thread with its own database connection (at writerThreadNice), so that this work leaves the thread that serves requests; false writes them on that thread, between requests.',
